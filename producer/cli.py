@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
 
 from offline.fake_llm.cli import serve as fake_llm_serve
 from offline.gitlab_mcp.cli import serve as mcp_serve
@@ -16,6 +20,21 @@ app = typer.Typer(
 
 app.command("mcp-serve", help="Run the offline read-only GitLab MCP server over a local checkout.")(mcp_serve)
 app.command("fake-llm", help="Run the scripted OpenAI-compatible model server.")(fake_llm_serve)
+
+
+@app.command("write")
+def write(
+    spec: Annotated[Path, typer.Argument(help="The spec JSON file.", exists=False)],
+    output_dir: Annotated[
+        Path | None, typer.Option("--output-dir", "-o", help="Output tree (default: OUTPUT_DIR).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not stream the model's text.")] = False,
+) -> None:
+    """Generate one .robot file from one spec, streaming the model live."""
+    from producer.write_cmd import run_write
+    from worker.settings import Settings
+
+    raise typer.Exit(run_write(spec, output_dir, Settings(), Console(), quiet))
 
 
 if __name__ == "__main__":

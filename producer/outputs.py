@@ -1,0 +1,43 @@
+"""Writing into the output tree: atomic (temp file, fsync, rename), never outside the tree."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+from worker.spec import resolve_in_output
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Replace `path` with `text` so a reader sees the old file or the whole new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_output(output_dir: Path, target_path: str, text: str) -> Path:
+    """Write one generated suite under `output_dir`; return the file written."""
+    path = resolve_in_output(output_dir, target_path)
+    atomic_write_text(path, text)
+    return path

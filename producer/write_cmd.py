@@ -1,0 +1,62 @@
+"""`robot-fleet write SPEC.json`: the original single-spec job, done with the fleet's writer."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from rich.console import Console
+
+from producer.console import ConsoleSink
+from producer.outputs import write_output
+from worker.agent.context import ContextCache
+from worker.agent.loop import WriterResult
+from worker.errors import RobotFleetError
+from worker.llm import OpenAIChatModel, build_client
+from worker.mcp_tools import connect_mcp
+from worker.settings import Settings
+from worker.spec import Spec, load_spec_file, resolve_in_output
+from worker.writer import WriterConfig, generate
+
+
+async def _generate(spec: Spec, settings: Settings, config: WriterConfig, sink: ConsoleSink) -> WriterResult:
+    client = build_client(settings)
+    model = OpenAIChatModel(client, settings.openai_model_writer, settings.writer_temperature)
+    try:
+        async with connect_mcp(settings.gitlab_mcp_url, settings.mcp_headers()) as toolset:
+            listing = await toolset.list_tools()
+            return await generate(
+                spec, config, model=model, toolset=toolset, listing=listing, cache=ContextCache(), sink=sink
+            )
+    finally:
+        await client.close()
+
+
+def run_write(
+    spec_path: Path, output_dir: Path | None, settings: Settings, console: Console, quiet: bool
+) -> int:
+    """Return the process exit code: 0 written, 1 the job failed, 2 bad input or configuration."""
+    errors = Console(stderr=True)
+    out_root = output_dir or settings.output_dir
+    try:
+        spec = load_spec_file(spec_path, max_bytes=settings.spec_max_bytes)
+        resolve_in_output(out_root, spec.target_path)
+        config = WriterConfig.from_settings(settings)
+    except RobotFleetError as exc:
+        errors.print(f"[red]error ({exc.kind}):[/] {exc.message}", highlight=False)
+        return 2
+    sink = ConsoleSink(console, show_text=not quiet)
+    try:
+        result = asyncio.run(_generate(spec, settings, config, sink))
+    except RobotFleetError as exc:
+        console.print()
+        errors.print(f"[red]failed ({exc.kind}):[/] {exc.message}", highlight=False)
+        return 1
+    path = write_output(out_root, spec.target_path, result.robot_text)
+    console.print(
+        f"\n[green]wrote[/] {path}  rounds={result.rounds} repairs={result.repairs} "
+        f"tool_calls={sum(result.tool_calls.values())} tokens={result.usage.prompt_tokens}"
+        f"+{result.usage.completion_tokens} time={result.duration_s:.1f}s",
+        highlight=False,
+    )
+    return 0

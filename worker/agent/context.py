@@ -1,0 +1,179 @@
+"""The repository context every prompt starts with: `doc/convention.md` and the file tree.
+
+Fetched by code before the first model turn (writer rule 1), once per process per (project, ref):
+concurrent jobs wait on the same fetch instead of repeating it. Failures are not cached.
+
+The tree is listed with keyset pagination, every page followed. The real GitLab MCP server may cut
+a listing without handing back a next-page token (a full page with no token); such a page is
+"possibly truncated", and the listing is completed sub-directory by sub-directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from worker.agent.tools import GuardedTools
+from worker.errors import ConventionMissing, ToolServerUnavailable
+
+logger = logging.getLogger(__name__)
+
+CONVENTION_PATH = "doc/convention.md"
+TREE_PAGE_SIZE = 100
+MAX_TREE_PAGES = 200
+TREE_CONCURRENCY = 4
+
+
+@dataclass(frozen=True)
+class RepoContext:
+    project_id: str
+    ref: str | None
+    convention: str
+    paths: tuple[str, ...]
+    """Blob paths of the repository, sorted."""
+    mcp_calls: int
+    fetched_at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class _Listing:
+    blobs: list[str]
+    trees: list[str]
+    truncated: bool
+
+
+class _TreeWalker:
+    def __init__(self, tools: GuardedTools) -> None:
+        self._tools = tools
+        self.calls = 0
+        self._limit = asyncio.Semaphore(TREE_CONCURRENCY)
+
+    async def walk(self, path: str = "") -> list[str]:
+        listing = await self._list(path, recursive=True)
+        if not listing.truncated:
+            return listing.blobs
+        logger.info("tree listing of %r may be truncated; completing it directory by directory", path or "/")
+        shallow = await self._list(path, recursive=False)
+        subtrees = await asyncio.gather(*(self.walk(tree) for tree in shallow.trees))
+        return sorted({*listing.blobs, *shallow.blobs, *(blob for sub in subtrees for blob in sub)})
+
+    async def _list(self, path: str, *, recursive: bool) -> _Listing:
+        listing = _Listing(blobs=[], trees=[], truncated=False)
+        token: str | None = None
+        for _ in range(MAX_TREE_PAGES):
+            arguments: dict[str, Any] = {
+                "path": path,
+                "recursive": recursive,
+                "per_page": TREE_PAGE_SIZE,
+                "pagination": "keyset",
+            }
+            if token:
+                arguments["page_token"] = token
+            async with self._limit:
+                self.calls += 1
+                outcome = await self._tools.call_pinned("get_repository_tree", arguments)
+            if outcome.is_error:
+                raise ToolServerUnavailable(
+                    f"listing the repository tree at {path or '/'!r} failed: {outcome.text}"
+                )
+            items, token = _parse_tree_page(outcome.text)
+            for item in items:
+                target = listing.trees if item.get("type") == "tree" else listing.blobs
+                target.append(str(item.get("path", "")))
+            if not token:
+                listing.truncated = len(items) >= TREE_PAGE_SIZE
+                return listing
+        listing.truncated = True
+        return listing
+
+
+def _parse_tree_page(text: str) -> tuple[list[dict[str, Any]], str | None]:
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ToolServerUnavailable(f"get_repository_tree returned non-JSON text: {text[:200]!r}") from exc
+    if isinstance(data, list):
+        return [item for item in data if isinstance(item, dict)], None
+    if isinstance(data, dict):
+        items = data.get("items") or data.get("tree") or []
+        token = data.get("next_page_token") or data.get("nextPageToken")
+        return [item for item in items if isinstance(item, dict)], token or None
+    raise ToolServerUnavailable(f"get_repository_tree returned an unexpected shape: {text[:200]!r}")
+
+
+async def fetch_convention(tools: GuardedTools, ref: str | None) -> str:
+    outcome = await tools.call_pinned("get_file_contents", {"file_path": CONVENTION_PATH})
+    where = f"{CONVENTION_PATH} at ref {ref or '(default branch)'}"
+    if outcome.is_error:
+        if "not found" in outcome.text.lower() or "404" in outcome.text:
+            raise ConventionMissing(
+                f"{where} is missing from the repository; the writer cannot follow the team's conventions"
+            )
+        raise ToolServerUnavailable(f"reading {where} failed: {outcome.text}")
+    return _file_text(outcome.text, where)
+
+
+def _file_text(text: str, where: str) -> str:
+    """get_file_contents answers a JSON object with decoded text; accept plain text too."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(data, dict) and isinstance(data.get("content"), str):
+        if data.get("encoding") == "base64":
+            raise ConventionMissing(f"{where} is not a text file")
+        return data["content"]
+    return text
+
+
+async def fetch_context(tools: GuardedTools, project_id: str, ref: str | None) -> RepoContext:
+    walker = _TreeWalker(tools)
+    convention, paths = await asyncio.gather(fetch_convention(tools, ref), walker.walk())
+    return RepoContext(
+        project_id=project_id,
+        ref=ref,
+        convention=convention,
+        paths=tuple(sorted(set(paths))),
+        mcp_calls=walker.calls + 1,
+    )
+
+
+DEFAULT_CONTEXT_TTL_S = 900.0
+
+
+class ContextCache:
+    """Per-process cache of repository contexts keyed by (project, ref); one fetch at a time per key.
+
+    Entries expire after `ttl_s` so a long-lived worker sees convention changes on the branch.
+    """
+
+    def __init__(self, ttl_s: float = DEFAULT_CONTEXT_TTL_S) -> None:
+        self._ttl_s = ttl_s
+        self._contexts: dict[tuple[str, str | None], RepoContext] = {}
+        self._locks: dict[tuple[str, str | None], asyncio.Lock] = {}
+
+    async def get(self, tools: GuardedTools, project_id: str, ref: str | None) -> tuple[RepoContext, bool]:
+        """The context and whether this call fetched it (False when served from the cache)."""
+        key = (project_id, ref)
+        if (cached := self._fresh(key)) is not None:
+            return cached, False
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            if (cached := self._fresh(key)) is not None:
+                return cached, False
+            context = await fetch_context(tools, project_id, ref)
+            self._contexts[key] = context
+            return context, True
+
+    def _fresh(self, key: tuple[str, str | None]) -> RepoContext | None:
+        context = self._contexts.get(key)
+        if context is not None and time.monotonic() - context.fetched_at < self._ttl_s:
+            return context
+        return None
+
+    def clear(self) -> None:
+        self._contexts.clear()

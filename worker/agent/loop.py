@@ -1,0 +1,220 @@
+"""The writer loop: model turns and tool calls until a valid suite, within every bound (rules 3-8).
+
+Each turn ends in one of three small outcomes — run tools, final answer, needs repair — matched
+below. Tool failures are data for the model; only infrastructure failures (retryable) and the
+exhaustion of a budget (permanent, named) leave the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from worker.agent.context import RepoContext
+from worker.agent.events import Event, EventKind, EventSink
+from worker.agent.model import ChatModel
+from worker.agent.output import Validation, check_answer
+from worker.agent.prompt import initial_messages, repair_message
+from worker.agent.stream import AssembledTurn, ToolCall, TurnAssembler, Usage
+from worker.agent.tools import GuardedTools, ToolOutcome
+from worker.errors import NoAnswer, RepairsExhausted, RobotFleetError, RoundsExhausted
+from worker.spec import Spec
+
+TOOL_SUMMARY_CHARS = 160
+
+
+@dataclass(frozen=True)
+class WriterLimits:
+    max_rounds: int = 16
+    max_repairs: int = 2
+    timeout_s: float = 600.0
+
+
+@dataclass(frozen=True)
+class WriterResult:
+    robot_text: str
+    rounds: int
+    repairs: int
+    tool_calls: dict[str, int]
+    usage: Usage
+    diagnostics: tuple[str, ...]
+    """Every diagnostic sent back to the model in repair turns, in order."""
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class RunTools:
+    calls: tuple[ToolCall, ...]
+
+
+@dataclass(frozen=True)
+class FinalAnswer:
+    validation: Validation
+
+
+@dataclass(frozen=True)
+class NeedsRepair:
+    validation: Validation
+
+
+TurnOutcome = RunTools | FinalAnswer | NeedsRepair
+
+
+@dataclass
+class _Run:
+    spec: Spec
+    model: ChatModel
+    tools: GuardedTools
+    sink: EventSink
+    limits: WriterLimits
+    messages: list[dict[str, Any]]
+    started: float = field(default_factory=time.monotonic)
+    rounds: int = 0
+    repairs: int = 0
+    usage: Usage = field(default_factory=Usage)
+    tool_calls: Counter[str] = field(default_factory=Counter)
+    diagnostics: list[str] = field(default_factory=list)
+
+
+async def write_suite(
+    spec: Spec,
+    context: RepoContext,
+    model: ChatModel,
+    tools: GuardedTools,
+    sink: EventSink,
+    limits: WriterLimits,
+) -> WriterResult:
+    """Run the writer for one spec; raise a `RobotFleetError` when it cannot produce a valid suite.
+
+    The wall-clock budget (`limits.timeout_s`) is enforced by the caller around the whole job.
+    """
+    run = _Run(spec, model, tools, sink, limits, initial_messages(context, spec))
+    return await _loop(run)
+
+
+async def _loop(run: _Run) -> WriterResult:
+    while run.rounds < run.limits.max_rounds:
+        run.rounds += 1
+        run.sink.emit(Event(EventKind.ROUND, f"round {run.rounds}", {"round": run.rounds}))
+        turn = await _stream_turn(run)
+        match _classify(turn):
+            case RunTools(calls):
+                await _run_tools(run, turn.text, calls)
+            case FinalAnswer(validation):
+                return _result(run, validation.text)
+            case NeedsRepair(validation):
+                _ask_for_repair(run, turn.text, validation)
+    raise RoundsExhausted(
+        f"{run.spec.spec_id}: no valid final answer within {run.limits.max_rounds} rounds",
+        diagnostics=run.diagnostics,
+    )
+
+
+async def _stream_turn(run: _Run) -> AssembledTurn:
+    assembler = TurnAssembler(
+        on_text=lambda text: run.sink.emit(Event(EventKind.TEXT, text)),
+        on_thinking=lambda text: run.sink.emit(Event(EventKind.THINKING, text)),
+    )
+    async for chunk in run.model.stream_turn(run.messages, run.tools.openai_tools()):
+        assembler.add(chunk)
+    turn = assembler.finish()
+    if turn.usage is not None:
+        run.usage = run.usage + turn.usage
+        run.sink.emit(Event(EventKind.USAGE, "", _usage_dict(run.usage)))
+    return turn
+
+
+def _classify(turn: AssembledTurn) -> TurnOutcome:
+    if turn.tool_calls:
+        return RunTools(turn.tool_calls)
+    validation = check_answer(turn.text)
+    return FinalAnswer(validation) if validation.ok else NeedsRepair(validation)
+
+
+async def _run_tools(run: _Run, text: str, calls: tuple[ToolCall, ...]) -> None:
+    run.messages.append(
+        {
+            "role": "assistant",
+            "content": text or None,
+            "tool_calls": [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments},
+                }
+                for call in calls
+            ],
+        }
+    )
+    for call in calls:
+        run.tool_calls[call.name] += 1
+        run.sink.emit(Event(EventKind.TOOL_CALL, f"{call.name} {call.arguments}", _call_dict(call)))
+    outcomes = await _call_concurrently(run.tools, calls)
+    for call, outcome in zip(calls, outcomes, strict=True):
+        run.messages.append({"role": "tool", "tool_call_id": call.id, "content": outcome.text})
+        summary = outcome.text[:TOOL_SUMMARY_CHARS].replace("\n", " ")
+        data = {"id": call.id, "name": call.name, "is_error": outcome.is_error, "chars": len(outcome.text)}
+        run.sink.emit(Event(EventKind.TOOL_RESULT, f"{call.name}: {summary}", data))
+
+
+async def _call_concurrently(tools: GuardedTools, calls: tuple[ToolCall, ...]) -> list[ToolOutcome]:
+    """All calls of a turn at once; an infrastructure failure cancels the others and leaves."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(tools.call(call.name, call.arguments)) for call in calls]
+    except* RobotFleetError as failures:
+        raise failures.exceptions[0] from None
+    return [task.result() for task in tasks]
+
+
+def _ask_for_repair(run: _Run, answer: str, validation: Validation) -> None:
+    run.diagnostics.extend(validation.diagnostics)
+    run.sink.emit(
+        Event(
+            EventKind.DIAGNOSTICS,
+            "\n".join(validation.diagnostics),
+            {"diagnostics": list(validation.diagnostics), "repair": run.repairs + 1},
+        )
+    )
+    if run.repairs >= run.limits.max_repairs:
+        error = NoAnswer if not validation.text else RepairsExhausted
+        raise error(
+            f"{run.spec.spec_id}: answer still invalid after {run.repairs} repair turns: "
+            f"{'; '.join(validation.diagnostics[:3])}",
+            diagnostics=run.diagnostics,
+        )
+    run.repairs += 1
+    run.messages.append({"role": "assistant", "content": answer})
+    run.messages.append({"role": "user", "content": repair_message(list(validation.diagnostics))})
+
+
+def _result(run: _Run, robot_text: str) -> WriterResult:
+    return WriterResult(
+        robot_text=robot_text,
+        rounds=run.rounds,
+        repairs=run.repairs,
+        tool_calls=dict(run.tool_calls),
+        usage=run.usage,
+        diagnostics=tuple(run.diagnostics),
+        duration_s=time.monotonic() - run.started,
+    )
+
+
+def _call_dict(call: ToolCall) -> dict[str, Any]:
+    try:
+        arguments: Any = json.loads(call.arguments) if call.arguments.strip() else {}
+    except ValueError:
+        arguments = call.arguments
+    return {"id": call.id, "name": call.name, "arguments": arguments}
+
+
+def _usage_dict(usage: Usage) -> dict[str, int]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "cached_tokens": usage.cached_tokens,
+    }

@@ -1,0 +1,145 @@
+"""Tools as the writer loop sees them: a small toolset interface and the guard in front of it.
+
+The guard enforces writer rules 2 and 5: only an allow-list of read-only tools is offered (and
+intersected with what the server lists); any other call is refused with a message to the model and
+never reaches the server; `project_id`/`ref` are injected where the schema has them and pinned to
+the configured project and ref whatever the model passes; invalid argument JSON, tool errors and
+timeouts come back as text for the model; results over a size limit are cut with a marker.
+Infrastructure failures (`ToolServerUnavailable`, `ToolServerRejected`) are the only exceptions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+READ_ONLY_TOOLS: frozenset[str] = frozenset(
+    {"get_file_contents", "get_repository_tree", "search_project_code", "get_project"}
+)
+PINNED_PROJECT_KEYS = ("project_id",)
+PINNED_REF_KEYS = ("ref",)
+TRUNCATION_MARKER = "\n[... truncated by robot-fleet: {dropped} of {total} characters not shown ...]"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolOutcome:
+    text: str
+    is_error: bool = False
+
+
+class Toolset(Protocol):
+    """What the loop needs from a tool server (MCP in production, a dict in unit tests)."""
+
+    async def list_tools(self) -> list[ToolSpec]: ...
+
+    async def call_tool(self, name: str, arguments: dict[str, Any]) -> ToolOutcome: ...
+
+
+@dataclass(frozen=True)
+class ToolPolicy:
+    project_id: str
+    ref: str | None
+    allowed: frozenset[str] = READ_ONLY_TOOLS
+    max_result_chars: int = 24_000
+    timeout_s: float = 30.0
+
+
+class GuardedTools:
+    """The only way the writer reaches tools. Build with `create` (lists the server's tools once)."""
+
+    def __init__(self, toolset: Toolset, specs: Iterable[ToolSpec], policy: ToolPolicy) -> None:
+        self._toolset = toolset
+        self._policy = policy
+        self._specs = {spec.name: spec for spec in specs if spec.name in policy.allowed}
+
+    @classmethod
+    def from_listing(cls, toolset: Toolset, listing: Iterable[ToolSpec], policy: ToolPolicy) -> GuardedTools:
+        return cls(toolset, listing, policy)
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._specs)
+
+    def openai_tools(self) -> list[dict[str, Any]]:
+        """The offered tools in the OpenAI `tools` format, pinned arguments hidden from the model."""
+        return [
+            {
+                "type": "function",
+                "function": {
+                    "name": spec.name,
+                    "description": spec.description,
+                    "parameters": _without_pinned(spec.input_schema),
+                },
+            }
+            for spec in self._specs.values()
+        ]
+
+    async def call(self, name: str, raw_arguments: str) -> ToolOutcome:
+        """Run one model-requested call; every failure but infrastructure becomes model-facing text."""
+        if name not in self._specs:
+            offered = ", ".join(self.names) or "none"
+            return ToolOutcome(
+                f"Error: tool {name!r} is not available to you (read-only access). Available tools: {offered}.",
+                is_error=True,
+            )
+        try:
+            arguments = json.loads(raw_arguments) if raw_arguments.strip() else {}
+        except ValueError as exc:
+            return ToolOutcome(f"Error: the arguments are not valid JSON ({exc}); send a JSON object.", True)
+        if not isinstance(arguments, dict):
+            return ToolOutcome("Error: the arguments must be a JSON object.", is_error=True)
+        return await self.call_pinned(name, arguments)
+
+    async def call_pinned(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
+        """Call with project/ref pinned, a timeout and the size limit (used by code too)."""
+        pinned = self._pin(name, arguments)
+        try:
+            async with asyncio.timeout(self._policy.timeout_s):
+                outcome = await self._toolset.call_tool(name, pinned)
+        except TimeoutError:
+            return ToolOutcome(f"Error: {name} timed out after {self._policy.timeout_s:g}s.", is_error=True)
+        return ToolOutcome(self._truncate(outcome.text), outcome.is_error)
+
+    def _pin(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        schema = self._specs[name].input_schema if name in self._specs else {}
+        properties = schema.get("properties") or {}
+        pinned = dict(arguments)
+        for key in PINNED_PROJECT_KEYS:
+            if key in properties or key in pinned:
+                pinned[key] = self._policy.project_id
+        for key in PINNED_REF_KEYS:
+            if self._policy.ref is not None and (key in properties or key in pinned):
+                pinned[key] = self._policy.ref
+            elif self._policy.ref is None:
+                pinned.pop(key, None)
+        return pinned
+
+    def _truncate(self, text: str) -> str:
+        limit = self._policy.max_result_chars
+        if len(text) <= limit:
+            return text
+        return text[:limit] + TRUNCATION_MARKER.format(dropped=len(text) - limit, total=len(text))
+
+
+def _without_pinned(schema: dict[str, Any]) -> dict[str, Any]:
+    cleaned = copy.deepcopy(schema) if schema else {"type": "object", "properties": {}}
+    hidden = set(PINNED_PROJECT_KEYS) | set(PINNED_REF_KEYS)
+    properties = cleaned.get("properties")
+    if isinstance(properties, dict):
+        for key in hidden:
+            properties.pop(key, None)
+    if isinstance(cleaned.get("required"), list):
+        cleaned["required"] = [key for key in cleaned["required"] if key not in hidden]
+    cleaned.setdefault("type", "object")
+    return cleaned

@@ -1,0 +1,93 @@
+"""The production `ChatModel`: the openai client, streaming, its exceptions translated once here.
+
+The client's own retries (with Retry-After honoured) absorb short 429/5xx bursts; what still fails
+becomes `ModelUnavailable` (retryable: the Celery task retries the job later) or
+`ModelRequestRejected` (permanent: 400/401/403/404/422 will not get better).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import openai
+
+from worker.errors import ModelRequestRejected, ModelUnavailable
+from worker.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
+
+
+def build_client(settings: Settings) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(
+        api_key=settings.openai_api_key.get_secret_value() or "not-set",
+        base_url=settings.openai_base_url,
+        max_retries=settings.openai_max_retries,
+        timeout=settings.openai_timeout_s,
+    )
+
+
+class OpenAIChatModel:
+    def __init__(self, client: openai.AsyncOpenAI, model: str, temperature: float | None) -> None:
+        self._client = client
+        self._model = model
+        self._temperature = temperature
+
+    @property
+    def name(self) -> str:
+        return self._model
+
+    async def stream_turn(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
+    ) -> AsyncIterator[dict[str, Any]]:
+        request: dict[str, Any] = {
+            "model": self._model,
+            "messages": messages,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if tools:
+            request["tools"] = tools
+            request["tool_choice"] = "auto"
+        if self._temperature is not None:
+            request["temperature"] = self._temperature
+        try:
+            stream = await self._client.chat.completions.create(**request)
+            async for chunk in stream:
+                yield chunk.model_dump(exclude_unset=True, warnings=False)
+        except openai.APIStatusError as exc:
+            raise translate_status_error(exc) from exc
+        except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+            raise ModelUnavailable(f"model server unreachable: {exc}") from exc
+        except (httpx.HTTPError, openai.APIError) as exc:
+            raise ModelUnavailable(f"model stream broke off: {exc}") from exc
+
+
+def translate_status_error(exc: openai.APIStatusError) -> ModelUnavailable | ModelRequestRejected:
+    status = exc.status_code
+    message = _provider_message(exc)
+    if status in RETRYABLE_STATUS or status >= 500:
+        retry_after = _retry_after(exc.response)
+        return ModelUnavailable(f"model server answered {status}: {message}", retry_after=retry_after)
+    return ModelRequestRejected(f"model server rejected the request ({status}): {message}")
+
+
+def _provider_message(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])
+    return exc.message
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None

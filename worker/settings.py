@@ -1,0 +1,96 @@
+"""The one place settings are read: environment variables and `.env`, the original tool's names kept.
+
+Entry points (the CLI, the Celery worker, the collector) build `Settings()` once and pass it down;
+nothing below them reads the environment. Secrets are `SecretStr`: masked in `repr`, never logged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "magistral-2509"
+DEFAULT_MCP_URL = "http://127.0.0.1:9001/mcp"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_OUTPUT_DIR = Path("./generated")
+DEFAULT_MAX_ROUNDS = 16
+DEFAULT_MAX_REPAIRS = 2
+DEFAULT_JOB_TIMEOUT_S = 600.0
+DEFAULT_TOOL_TIMEOUT_S = 30.0
+DEFAULT_TOOL_RESULT_MAX_CHARS = 24_000
+DEFAULT_SPEC_MAX_BYTES = 256 * 1024
+DEFAULT_MODEL_MAX_RETRIES = 3
+DEFAULT_MODEL_TIMEOUT_S = 120.0
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        use_attribute_docstrings=True,
+        frozen=True,
+    )
+
+    openai_api_key: SecretStr = SecretStr("")
+    """API key of the OpenAI-compatible provider (OPENAI_API_KEY)."""
+    openai_base_url: str | None = None
+    """Base URL of the provider; None means the OpenAI default (OPENAI_BASE_URL)."""
+    openai_model_writer: str = DEFAULT_MODEL
+    """Model name used by the writer (OPENAI_MODEL_WRITER)."""
+    openai_max_retries: int = Field(DEFAULT_MODEL_MAX_RETRIES, ge=0, le=10)
+    """Retries of the openai client itself on 429/5xx/timeouts, honouring Retry-After."""
+    openai_timeout_s: float = Field(DEFAULT_MODEL_TIMEOUT_S, gt=0)
+    """Per-request timeout of the model client, in seconds."""
+
+    gitlab_mcp_url: str = DEFAULT_MCP_URL
+    """Streamable-HTTP endpoint of the GitLab MCP server (GITLAB_MCP_URL)."""
+    gitlab_mcp_token: SecretStr | None = None
+    """Token sent to the MCP server on every request; None sends no auth header."""
+    gitlab_mcp_auth_header: str = "Authorization"
+    """Header carrying the token: `Authorization` sends `Bearer <token>`, others the raw token."""
+    gitlab_project_id: str = ""
+    """Numeric id or plain `group/project` path of the test repository (GITLAB_PROJECT_ID)."""
+    gitlab_ref: str | None = None
+    """Branch or tag to read; None means the project's default branch (GITLAB_REF)."""
+
+    output_dir: Path = DEFAULT_OUTPUT_DIR
+    """Root of the output tree the .robot files are written under (OUTPUT_DIR)."""
+    redis_url: str = DEFAULT_REDIS_URL
+    """Redis used as Celery broker, result backend and job store (REDIS_URL)."""
+
+    writer_max_rounds: int = Field(DEFAULT_MAX_ROUNDS, ge=1, le=100)
+    """Model turns allowed per job, repairs included."""
+    writer_max_repairs: int = Field(DEFAULT_MAX_REPAIRS, ge=0, le=10)
+    """Turns in which the model may fix an answer that failed validation."""
+    writer_timeout_s: float = Field(DEFAULT_JOB_TIMEOUT_S, gt=0)
+    """Wall-clock budget of one job, enforced inside the coroutine."""
+    writer_temperature: float | None = 0.1
+    """Sampling temperature; None means the provider default."""
+    tool_timeout_s: float = Field(DEFAULT_TOOL_TIMEOUT_S, gt=0)
+    """Timeout of one MCP tool call."""
+    tool_result_max_chars: int = Field(DEFAULT_TOOL_RESULT_MAX_CHARS, ge=1000)
+    """Tool results longer than this are cut, with a marker, before the model sees them."""
+    spec_max_bytes: int = Field(DEFAULT_SPEC_MAX_BYTES, ge=1024)
+    """Spec files larger than this are rejected."""
+
+    @field_validator("openai_base_url", "gitlab_ref", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("gitlab_mcp_token", mode="before")
+    @classmethod
+    def _blank_token_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    def mcp_headers(self) -> dict[str, str]:
+        """The auth header for the MCP server, built from the configured name and token."""
+        if self.gitlab_mcp_token is None:
+            return {}
+        token = self.gitlab_mcp_token.get_secret_value()
+        if self.gitlab_mcp_auth_header.lower() == "authorization":
+            return {"Authorization": f"Bearer {token}"}
+        return {self.gitlab_mcp_auth_header: token}
