@@ -7,7 +7,9 @@ import redis
 from producer.local_redis import LocalRedis, redis_answers
 
 
-def test_private_redis_is_not_the_machine_default(redis_server: LocalRedis, redis_client: redis.Redis) -> None:
+def test_private_redis_is_not_the_machine_default(
+    redis_server: LocalRedis, redis_client: redis.Redis
+) -> None:
     assert redis_server.port != 6379
     redis_client.set("rfleet:probe", "1")
     info = redis_client.info("server")
