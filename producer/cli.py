@@ -37,5 +37,17 @@ def write(
     raise typer.Exit(run_write(spec, output_dir, Settings(), Console(), quiet))
 
 
+@app.command("demo")
+def demo(
+    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Where the files go.")] = Path(
+        "generated"
+    ),
+) -> None:
+    """Run the example sprint end to end on the offline stand-ins (what `make demo` runs)."""
+    from producer.demo import run_demo
+
+    raise typer.Exit(run_demo(Console(), output_dir))
+
+
 if __name__ == "__main__":
     app()
