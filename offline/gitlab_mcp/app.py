@@ -1,0 +1,174 @@
+"""The ASGI app: the SDK's streamable-HTTP MCP endpoint at `/mcp`, guarded, plus test routes.
+
+Transport choice: `stateless_http=True, json_response=True`. Every POST is served on its own with
+a plain JSON answer and no `Mcp-Session-Id`, so nothing is held per client: thousands of
+concurrent clients cost no session table, and a client keeps working across a server restart
+(there is no session to lose). `mcp.Client` in its default "auto" mode talks the 2026-07-28
+per-request protocol to it; "legacy" mode (initialize handshake) works too.
+
+The guard (`McpGuard`, pure ASGI, in front of `/mcp` only) runs in this order:
+1. counts the request (`requests`);
+2. rate limit, when `rpm` is set: a fixed one-minute window per client IP, as express-rate-limit's
+   memory store does in the real server; over the limit → 429, `Retry-After` (seconds), the
+   `RateLimit-*` headers and `{"error": "Too many requests, please try again later."}`;
+3. auth, when a token is set: `Authorization: Bearer <token>`, or the raw token in any other
+   configured header (e.g. `Private-Token`); otherwise 401 with
+   `{"error": "invalid_token", "error_description": ...}` (and `WWW-Authenticate: Bearer ...` in the
+   Authorization case), as the MCP TypeScript SDK's bearer middleware answers.
+
+`GET /stats`, `POST /stats/reset` and `GET /healthz` need no token and are not rate limited: they
+are for tests and benchmarks on localhost, not part of the GitLab surface.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from offline.gitlab_mcp.config import MCP_PATH, RATE_WINDOW_S, ServerConfig
+from offline.gitlab_mcp.repo import RepoView
+from offline.gitlab_mcp.stats import Stats
+from offline.gitlab_mcp.tools import build_server
+
+RATE_LIMIT_MESSAGE = "Too many requests, please try again later."
+PRUNE_ABOVE_KEYS = 10_000
+
+
+@dataclass
+class _Window:
+    reset_at: float
+    hits: int
+
+
+class RateLimiter:
+    """Fixed windows per key; `hit` is synchronous, so it is atomic on the event loop."""
+
+    def __init__(
+        self, limit: int, window_s: float = RATE_WINDOW_S, clock: Callable[[], float] = time.monotonic
+    ):
+        self.limit = limit
+        self.window_s = window_s
+        self.clock = clock
+        self._windows: dict[str, _Window] = {}
+
+    def hit(self, key: str) -> tuple[bool, int, float]:
+        """Count a request: (allowed, remaining, seconds until the window resets)."""
+        now = self.clock()
+        window = self._windows.get(key)
+        if window is None or window.reset_at <= now:
+            if len(self._windows) > PRUNE_ABOVE_KEYS:
+                self._windows = {k: w for k, w in self._windows.items() if w.reset_at > now}
+            window = self._windows[key] = _Window(reset_at=now + self.window_s, hits=0)
+        window.hits += 1
+        return window.hits <= self.limit, max(0, self.limit - window.hits), window.reset_at - now
+
+
+def _json_response(status: int, body: dict[str, str], headers: dict[str, str]) -> Response:
+    return Response(json.dumps(body), status_code=status, headers=headers, media_type="application/json")
+
+
+class McpGuard:
+    """Counting, rate limiting and token auth in front of the MCP endpoint."""
+
+    def __init__(self, app: ASGIApp, config: ServerConfig, stats: Stats) -> None:
+        self.app = app
+        self.config = config
+        self.stats = stats
+        self.limiter = RateLimiter(config.rpm) if config.rpm else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not (path == MCP_PATH or path.startswith(MCP_PATH + "/")):
+            await self.app(scope, receive, send)
+            return
+        self.stats.add("requests")
+        refusal = self._rate_limited(scope) or self._unauthorized(Headers(scope=scope))
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _rate_limited(self, scope: Scope) -> Response | None:
+        if self.limiter is None:
+            return None
+        client = scope.get("client")
+        allowed, remaining, reset_s = self.limiter.hit(client[0] if client else "unknown")
+        if allowed:
+            return None
+        self.stats.add("rate_limited")
+        retry_after = str(max(1, math.ceil(reset_s)))
+        headers = {
+            "Retry-After": retry_after,
+            "RateLimit-Policy": f"{self.limiter.limit};w={int(self.limiter.window_s)}",
+            "RateLimit-Limit": str(self.limiter.limit),
+            "RateLimit-Remaining": str(remaining),
+            "RateLimit-Reset": retry_after,
+        }
+        return _json_response(429, {"error": RATE_LIMIT_MESSAGE}, headers)
+
+    def _unauthorized(self, headers: Headers) -> Response | None:
+        expected = self.config.token
+        if not expected:
+            return None
+        problem = self._token_problem(headers.get(self.config.auth_header), expected)
+        if problem is None:
+            return None
+        self.stats.add("unauthorized")
+        extra = {}
+        if self.config.auth_header.lower() == "authorization":
+            extra["WWW-Authenticate"] = f'Bearer error="invalid_token", error_description="{problem}"'
+        return _json_response(401, {"error": "invalid_token", "error_description": problem}, extra)
+
+    def _token_problem(self, value: str | None, expected: str) -> str | None:
+        """Why the header value does not authenticate, or None when it does."""
+        header = self.config.auth_header
+        if value is None:
+            return f"Missing {header} header"
+        token = value.strip()
+        if header.lower() == "authorization":
+            scheme, _, token = token.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                return "Invalid Authorization header format, expected 'Bearer TOKEN'"
+        if not hmac.compare_digest(token.strip().encode(), expected.encode()):
+            return "Invalid token"
+        return None
+
+
+def _add_test_routes(server_routes: Callable[..., Callable[..., object]], stats: Stats) -> None:
+    @server_routes("/stats", methods=["GET"])
+    async def read_stats(request: Request) -> Response:
+        return JSONResponse(stats.snapshot())
+
+    @server_routes("/stats/reset", methods=["POST"])
+    async def reset_stats(request: Request) -> Response:
+        stats.reset()
+        return JSONResponse(stats.snapshot())
+
+    @server_routes("/healthz", methods=["GET"])
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+
+def build_app(config: ServerConfig, stats: Stats | None = None) -> Starlette:
+    """The whole server as a Starlette app (its lifespan runs the SDK's session manager)."""
+    stats = stats if stats is not None else Stats()
+    server = build_server(config, RepoView(config.repo), stats)
+    _add_test_routes(server.custom_route, stats)
+    app = server.streamable_http_app(
+        streamable_http_path=MCP_PATH,
+        stateless_http=True,
+        json_response=True,
+        host=config.host,
+    )
+    app.add_middleware(McpGuard, config=config, stats=stats)
+    return app
