@@ -1,0 +1,219 @@
+"""The scripted OpenAI-compatible model server: routes, injected faults, usage and stats.
+
+`POST /v1/chat/completions` (streaming and not), `GET /v1/models`, `GET /stats`,
+`POST /stats/reset`, `GET /healthz`. Errors have the real API's body:
+`{"error": {"message", "type", "param", "code"}}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from offline.fake_llm import protocol, sse
+from offline.fake_llm.history import find_spec, read_history
+from offline.fake_llm.knobs import KnobError, Knobs, ServerConfig, resolve
+from offline.fake_llm.policy import Action, Answer, ToolTurn, decide
+from offline.fake_llm.stats import Conversation, Stats
+from offline.fake_llm.suite import spec_id
+
+log = logging.getLogger(__name__)
+
+CONVERSATION_HEADER = "x-fake-llm-conversation"
+OVERRIDE_HEADER = "x-fake-llm"
+FAULTS = {
+    429: (
+        "Rate limit reached for requests (injected by fake-llm). Please try again later.",
+        "requests",
+        "rate_limit_exceeded",
+    ),
+    500: (
+        "The server had an error while processing your request. Sorry about that! (injected by fake-llm)",
+        "server_error",
+        None,
+    ),
+    400: ("Invalid request (injected by fake-llm).", "invalid_request_error", None),
+}
+
+
+def error_response(
+    status: int,
+    message: str,
+    kind: str,
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class FakeLLM:
+    """One server's state: default knobs, the seeded fault RNG, counters, system prompts seen."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.rng = random.Random(config.seed)
+        self.stats = Stats()
+        self.systems_seen: set[str] = set()
+
+    def reset(self) -> None:
+        self.rng = random.Random(self.config.seed)
+        self.stats = Stats()
+        self.systems_seen.clear()
+
+    async def chat(self, request: Request) -> Response:
+        self.stats.requests += 1
+        response = await self._chat(request)
+        self.stats.by_status[str(response.status_code)] += 1
+        return response
+
+    async def _chat(self, request: Request) -> Response:
+        try:
+            body: Any = await request.json()
+        except ValueError:
+            return error_response(
+                400, "We could not parse the JSON body of your request.", "invalid_request_error"
+            )
+        try:
+            protocol.validate_request(body)
+        except protocol.ProtocolError as exc:
+            self.stats.protocol_errors += 1
+            return error_response(400, exc.message, "invalid_request_error", exc.param, exc.code)
+        messages = body["messages"]
+        spec = find_spec(protocol.first_user_text(messages))
+        try:
+            knobs = resolve(self.config.knobs, body["model"], request.headers.get(OVERRIDE_HEADER), spec)
+        except KnobError as exc:
+            return error_response(400, str(exc), "invalid_request_error", "model")
+        key = protocol.conversation_key(messages)
+        conversation = self.stats.conversation(key, spec_id(spec) if spec else "")
+        conversation.requests += 1
+        fault = self._fault(knobs, conversation)
+        if fault is not None:
+            return fault
+        action = decide(read_history(messages, body.get("tools")), knobs)
+        return await self._respond(body, knobs, action, conversation, key)
+
+    def _fault(self, knobs: Knobs, conversation: Conversation) -> JSONResponse | None:
+        """`fail_first` (deterministic, per conversation), then the seeded random rates."""
+        status = None
+        if conversation.requests <= knobs.fail_first:
+            status = knobs.fail_status
+        else:
+            for code, rate in ((429, knobs.rate_429), (500, knobs.rate_500), (400, knobs.rate_400)):
+                if rate > 0 and self.rng.random() < rate:
+                    status = code
+                    break
+        if status is None:
+            return None
+        self.stats.faults_injected += 1
+        conversation.faults += 1
+        message, kind, code = FAULTS[status]
+        headers = {"Retry-After": _seconds(knobs.retry_after)} if status == 429 else None
+        return error_response(status, message, kind, None, code, headers)
+
+    def _usage(self, messages: list[dict[str, Any]], completion_chars: int) -> dict[str, Any]:
+        system = protocol.system_text(messages)
+        digest = protocol.digest(system)
+        cached = protocol.tokens(system) if system and digest in self.systems_seen else 0
+        if system:
+            self.systems_seen.add(digest)
+        prompt = protocol.prompt_tokens(messages)
+        completion = -(-completion_chars // 4)
+        self.stats.prompt_tokens += prompt
+        self.stats.completion_tokens += completion
+        self.stats.cached_tokens += cached
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+        }
+
+    def _count(self, action: Action, conversation: Conversation) -> None:
+        self.stats.completions += 1
+        conversation.completions += 1
+        if isinstance(action, ToolTurn):
+            for call in action.calls:
+                self.stats.tool_calls_emitted[call.name] += 1
+            conversation.tool_calls += len(action.calls)
+            return
+        self.stats.final_answers += 1
+        conversation.final_answers += 1
+        self.stats.empty_answers += 0 if action.text else 1
+        if isinstance(action, Answer) and action.repair:
+            self.stats.repairs += 1
+            conversation.repairs += 1
+
+    async def _respond(
+        self, body: dict[str, Any], knobs: Knobs, action: Action, conversation: Conversation, key: str
+    ) -> Response:
+        self._count(action, conversation)
+        usage = self._usage(body["messages"], sse.output_chars(action, knobs))
+        meta = sse.Meta(sse.completion_id(), int(time.time()), body["model"].partition("?")[0])
+        ids = sse.tool_call_ids(action, knobs)
+        headers = {CONVERSATION_HEADER: key}
+        if not body.get("stream"):
+            await asyncio.sleep(knobs.latency)
+            return JSONResponse(sse.completion_body(action, knobs, meta, ids, usage), headers=headers)
+        self.stats.streamed += 1
+        options = body.get("stream_options") or {}
+        include_usage = bool(options.get("include_usage")) if isinstance(options, dict) else False
+        chunks = sse.stream_chunks(action, knobs, meta, ids, usage if include_usage else None)
+        headers["cache-control"] = "no-cache"
+        return StreamingResponse(_emit(chunks, knobs), media_type="text/event-stream", headers=headers)
+
+
+async def _emit(chunks: list[dict[str, Any]], knobs: Knobs) -> AsyncIterator[bytes]:
+    await asyncio.sleep(knobs.latency)
+    for index, chunk in enumerate(chunks):
+        if index and knobs.chunk_latency:
+            await asyncio.sleep(knobs.chunk_latency)
+        yield sse.sse_line(chunk)
+    yield sse.sse_line("[DONE]")
+
+
+def _seconds(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def build_app(config: ServerConfig | None = None) -> Starlette:
+    """The Starlette app; `app.state.fake_llm` holds the server's state."""
+    server = FakeLLM(config or ServerConfig())
+
+    async def models(_: Request) -> Response:
+        model = {"id": server.config.model_name, "object": "model", "created": 0, "owned_by": "robot-fleet"}
+        return JSONResponse({"object": "list", "data": [model]})
+
+    async def stats(_: Request) -> Response:
+        return JSONResponse(server.stats.as_json())
+
+    async def reset(_: Request) -> Response:
+        server.reset()
+        return JSONResponse({"ok": True})
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", server.chat, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/stats", stats, methods=["GET"]),
+            Route("/stats/reset", reset, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ]
+    )
+    app.state.fake_llm = server
+    return app

@@ -1,0 +1,194 @@
+"""The deterministic writer: a request's messages in, the next action out.
+
+It plays a careful writer: convention, tree, the most similar test, its resources (transitively),
+then the suite. It only calls tools the request offers (except when `evil` asks it to misbehave),
+never repeats a call, and skips files whose fetch failed.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from offline.fake_llm.history import CONVENTION, Call, History, next_page_token, norm_path
+from offline.fake_llm.knobs import Knobs
+from offline.fake_llm.robotfiles import Knowledge, read_resource, read_settings
+from offline.fake_llm.suite import build_suite
+from offline.fake_llm.words import words
+
+READ_FILE = "get_file_contents"
+READ_TREE = "get_repository_tree"
+TREE_ARGUMENTS = {"recursive": True, "per_page": 100, "pagination": "keyset"}
+MAX_SIMILAR_TRIES = 3
+EVIL_PROJECT = "secret/infra"
+UNOFFERED_TOOLS = ("run_shell_command", "delete_project", "fake_llm_unlisted_tool")
+FENCE_BEFORE = "Here is the Robot Framework suite for this spec:"
+FENCE_AFTER = "Let me know if you want more scenarios."
+
+
+@dataclass(frozen=True)
+class ToolTurn:
+    """The assistant calls these tools in one turn."""
+
+    calls: tuple[Call, ...]
+    thinking: str = ""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The assistant answers with text (possibly empty) and no tool calls."""
+
+    text: str
+    thinking: str = ""
+    repair: bool = False
+
+
+Action = ToolTurn | Answer
+
+
+@dataclass
+class _Plan:
+    history: History
+    knobs: Knobs
+    knowledge: Knowledge = field(default_factory=Knowledge)
+    similar: str = ""
+
+    def can(self, tool: str) -> bool:
+        return tool in self.history.offered
+
+    def fresh(self, calls: Sequence[Call]) -> list[Call]:
+        return [c for c in calls if c.key not in self.history.requested]
+
+
+def decide(history: History, knobs: Knobs) -> Action:
+    """The next assistant turn."""
+    if knobs.no_answer == "loop":
+        return ToolTurn((Call(READ_TREE, dict(TREE_ARGUMENTS)),), "I should list the tree again.")
+    plan = _Plan(history, knobs)
+    for step in (_orientation, _similar_test, _resources):
+        turn = step(plan)
+        if turn is not None:
+            return turn
+    if knobs.evil and not history.called("push_files"):
+        return ToolTurn(_evil_calls(history.offered), "I will push the file and look at other projects.")
+    return _answer(plan)
+
+
+def _orientation(plan: _Plan) -> ToolTurn | None:
+    """Convention, then the tree (both in one turn in parallel mode), then the tree's next pages."""
+    calls: list[Call] = []
+    if not plan.history.convention_known() and plan.can(READ_FILE):
+        calls.append(Call(READ_FILE, {"file_path": CONVENTION}))
+    if not plan.history.tree_known() and plan.can(READ_TREE):
+        calls.append(Call(READ_TREE, dict(TREE_ARGUMENTS)))
+    elif plan.can(READ_TREE) and plan.history.tree_results():
+        token = next_page_token(plan.history.tree_results()[-1][1])
+        if token:
+            calls.append(Call(READ_TREE, {**TREE_ARGUMENTS, "page_token": token}))
+    calls = plan.fresh(calls)
+    if not calls:
+        return None
+    if plan.knobs.tool_calls != "parallel":
+        calls = calls[:1]
+    thinking = "I read the team's conventions and the repository layout before writing anything."
+    return ToolTurn(tuple(calls), thinking)
+
+
+def _ranked_tests(plan: _Plan) -> list[str]:
+    spec = plan.history.spec
+    rf = spec.get("rf") if isinstance(spec.get("rf"), dict) else {}
+    target = norm_path(str(rf.get("target_path") or rf.get("output_path") or ""))
+    wanted = set(words(f"{spec.get('area', '')} {spec.get('title', '')} {target}"))
+    tests = [
+        p
+        for p in plan.history.known_paths()
+        if p.startswith("tests/") and p.endswith(".robot") and p != target
+    ]
+    return sorted(tests, key=lambda p: (-len(wanted & set(words(p))), p))
+
+
+def _similar_test(plan: _Plan) -> ToolTurn | None:
+    """Fetch the most similar test (the next one when a fetch failed) and read its settings."""
+    if not plan.can(READ_FILE) and not plan.history.fetched():
+        return None
+    fetched = plan.history.fetched()
+    for path in _ranked_tests(plan)[:MAX_SIMILAR_TRIES]:
+        if path not in fetched:
+            if not plan.can(READ_FILE) or not plan.fresh([Call(READ_FILE, {"file_path": path})]):
+                continue
+            return ToolTurn((Call(READ_FILE, {"file_path": path}),), f"{path} looks closest to this spec.")
+        text = fetched[path]
+        if text is not None:
+            plan.knowledge.settings = read_settings(text)
+            plan.similar = path
+            return None
+    return None
+
+
+def resolve_import(name: str, importer: str, known: set[str]) -> str:
+    """A Resource import as a repository path: root-relative first, then relative to the importer."""
+    directory = posixpath.dirname(importer)
+    name = name.replace("${CURDIR}", directory or ".").replace("\\", "/")
+    root_relative = norm_path(posixpath.normpath(name))
+    file_relative = norm_path(posixpath.normpath(posixpath.join(directory, name)))
+    for candidate in (root_relative, file_relative):
+        if candidate in known:
+            return candidate
+    return root_relative
+
+
+def _resources(plan: _Plan) -> ToolTurn | None:
+    """Walk the resource imports breadth first; fetch what is missing, learn keywords from the rest."""
+    fetched = plan.history.fetched()
+    known = set(plan.history.known_paths()) | set(fetched)
+    pending: list[str] = []
+    queue = [(name, plan.similar) for name in plan.knowledge.settings.resources]
+    seen: set[str] = set()
+    while queue:
+        name, importer = queue.pop(0)
+        path = resolve_import(name, importer, known)
+        if path in seen:
+            continue
+        seen.add(path)
+        if path not in fetched:
+            if plan.can(READ_FILE) and plan.fresh([Call(READ_FILE, {"file_path": path})]):
+                pending.append(path)
+            continue
+        text = fetched[path]
+        if text is None:
+            continue
+        keywords, variables = read_resource(text)
+        plan.knowledge.keywords += keywords
+        plan.knowledge.variables |= variables
+        queue += [(child, path) for child in read_settings(text).resources]
+    if not pending:
+        return None
+    if plan.knobs.tool_calls != "parallel":
+        pending = pending[:1]
+    calls = tuple(Call(READ_FILE, {"file_path": path}) for path in pending)
+    return ToolTurn(calls, f"I need the keywords in {', '.join(pending)}.")
+
+
+def _evil_calls(offered: frozenset[str]) -> tuple[Call, ...]:
+    unoffered = next(name for name in UNOFFERED_TOOLS if name not in offered)
+    commit = {"project_id": EVIL_PROJECT, "branch": "main", "commit_message": "add generated test"}
+    return (
+        Call("push_files", {**commit, "files": [{"file_path": "tests/pwned.robot", "content": "pwned"}]}),
+        Call("create_or_update_file", {**commit, "file_path": "doc/convention.md", "content": "pwned"}),
+        Call(READ_FILE, {"project_id": EVIL_PROJECT, "file_path": "secrets.env"}),
+        Call(unoffered, {"command": "cat ~/.ssh/id_rsa"}),
+    )
+
+
+def _answer(plan: _Plan) -> Answer:
+    history = plan.history
+    repair = history.repair_requested
+    if plan.knobs.no_answer == "empty":
+        return Answer("", "I have nothing to add.", repair)
+    draft = plan.knobs.draft if history.answers == 0 else "none"
+    text = build_suite(history.spec, plan.knowledge, draft)
+    if plan.knobs.fences:
+        text = f"{FENCE_BEFORE}\n\n```robot\n{text}```\n\n{FENCE_AFTER}"
+    thinking = "The diagnostics show what to fix." if repair else "I have what I need to write the suite."
+    return Answer(text, thinking, repair)
