@@ -26,7 +26,7 @@ from worker.agent.events import NullSink
 from worker.agent.loop import WriterResult
 from worker.errors import RobotFleetError
 from worker.llm import OpenAIChatModel, build_client
-from worker.mcp_tools import connect_mcp
+from worker.mcp_tools import McpSession
 from worker.settings import Settings
 from worker.spec import Spec, load_spec_file
 from worker.writer import WriterConfig, generate
@@ -80,7 +80,7 @@ async def _generate_all(specs: list[Spec], settings: Settings) -> list[WriterRes
     cache = ContextCache()
     limit = asyncio.Semaphore(DEMO_CONCURRENCY)
     try:
-        async with connect_mcp(settings.gitlab_mcp_url, settings.mcp_headers()) as toolset:
+        async with McpSession(settings.gitlab_mcp_url, settings.mcp_headers()) as toolset:
             listing = await toolset.list_tools()
 
             async def one(spec: Spec) -> WriterResult | RobotFleetError:

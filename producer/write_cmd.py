@@ -13,17 +13,21 @@ from worker.agent.context import ContextCache
 from worker.agent.loop import WriterResult
 from worker.errors import RobotFleetError
 from worker.llm import OpenAIChatModel, build_client
-from worker.mcp_tools import connect_mcp
+from worker.mcp_tools import McpSession
 from worker.settings import Settings
 from worker.spec import Spec, load_spec_file, resolve_in_output
 from worker.writer import WriterConfig, generate
+
+CONNECT_WAIT_S = 5.0
 
 
 async def _generate(spec: Spec, settings: Settings, config: WriterConfig, sink: ConsoleSink) -> WriterResult:
     client = build_client(settings)
     model = OpenAIChatModel(client, settings.openai_model_writer, settings.writer_temperature)
     try:
-        async with connect_mcp(settings.gitlab_mcp_url, settings.mcp_headers()) as toolset:
+        async with McpSession(
+            settings.gitlab_mcp_url, settings.mcp_headers(), connect_wait_s=CONNECT_WAIT_S
+        ) as toolset:
             listing = await toolset.list_tools()
             return await generate(
                 spec, config, model=model, toolset=toolset, listing=listing, cache=ContextCache(), sink=sink

@@ -1,19 +1,24 @@
-"""The production `Toolset`: an MCP client session over streamable HTTP (mcp 2.x SDK).
+"""The production `Toolset`: one MCP session over streamable HTTP (mcp 2.x), owned by one task.
+
+The SDK's client runs anyio task groups whose cancel scopes must exit in the task that entered
+them, and a call that fails on a dead connection cancels that task. So one owner task enters the
+client and holds it; callers in any task use it concurrently; when the connection breaks, the owner
+rebuilds it with exponential backoff while callers wait (bounded) and retry in place.
 
 SDK and transport exceptions are translated here and nowhere else:
 - a JSON-RPC error answering a call (the real GitLab server's `-32603 File not found: ...`) and an
   `is_error` result are tool failures: text for the model;
-- an HTTP 401/403 is `ToolServerRejected` (permanent: the token or its header is wrong);
-- an HTTP 429/5xx, a refused or lost connection, a session the server forgot are
-  `ToolServerUnavailable` (retryable), after a short in-place retry honouring Retry-After.
-The SDK turns non-2xx answers into a generic JSON-RPC error, so an httpx response hook on our own
-client records the real status and Retry-After.
+- HTTP 401/403 is `ToolServerRejected` (permanent: the token or its header is wrong);
+- HTTP 429/5xx, a refused or lost connection are `ToolServerUnavailable` (retryable).
+The SDK reports non-2xx answers as a generic JSON-RPC error; an httpx response hook writes the real
+status into a per-call context variable (each request is sent in a copy of the caller's context).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -26,142 +31,209 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from worker.agent.tools import ToolOutcome, ToolSpec
-from worker.errors import ToolServerRejected, ToolServerUnavailable
+from worker.errors import RobotFleetError, ToolServerRejected, ToolServerUnavailable
 
 logger = logging.getLogger(__name__)
 
-SDK_HTTP_FAILURE_MESSAGES = frozenset({"Server returned an error response", "Session terminated"})
 CONNECT_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 120.0
-CALL_RETRIES = 2
+CALL_ATTEMPTS = 3
+RECONNECT_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+DEFAULT_CONNECT_WAIT_S = 30.0
 MAX_RETRY_AFTER_S = 10.0
-STATUS_MEMORY_S = 5.0
 
 
 @dataclass
 class _HttpStatus:
-    """The last non-2xx answer of the MCP server, as seen by the httpx response hook."""
-
     status: int = 0
     retry_after: float | None = None
-    at: float = 0.0
-
-    async def hook(self, response: httpx2.Response) -> None:
-        if response.status_code >= 400:
-            self.status = response.status_code
-            self.retry_after = _seconds(response.headers.get("retry-after"))
-            self.at = time.monotonic()
-
-    def recent(self) -> int:
-        return self.status if time.monotonic() - self.at < STATUS_MEMORY_S else 0
 
 
-def _seconds(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
+_http_status: contextvars.ContextVar[_HttpStatus | None] = contextvars.ContextVar(
+    "mcp_http_status", default=None
+)
 
 
-class McpToolset:
-    """Lists and calls tools on one connected MCP client; safe for concurrent calls."""
-
-    def __init__(self, client: Client, status: _HttpStatus, url: str) -> None:
-        self._client = client
-        self._status = status
-        self._url = url
-
-    async def list_tools(self) -> list[ToolSpec]:
-        tools: list[ToolSpec] = []
-        cursor: str | None = None
-        for _ in range(100):
-            try:
-                page = await self._client.list_tools(cursor=cursor)
-            except Exception as exc:
-                raise self._translate(exc, "listing tools") from exc
-            tools += [ToolSpec(t.name, t.description or "", dict(t.input_schema or {})) for t in page.tools]
-            cursor = page.next_cursor
-            if not cursor:
-                break
-        return tools
-
-    async def call_tool(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
-        for attempt in range(CALL_RETRIES + 1):
-            try:
-                result = await self._client.call_tool(name, arguments, read_timeout_seconds=READ_TIMEOUT_S)
-            except MCPError as exc:
-                if exc.message not in SDK_HTTP_FAILURE_MESSAGES and not self._status.recent():
-                    return ToolOutcome(f"Error: {exc.message}", is_error=True)
-                failure = self._translate(exc, f"calling {name}")
-            except Exception as exc:
-                failure = self._translate(exc, f"calling {name}")
-            else:
-                return ToolOutcome(_result_text(result.content), is_error=bool(result.is_error))
-            if isinstance(failure, ToolServerRejected) or attempt == CALL_RETRIES:
-                raise failure
-            delay = min(failure.retry_after or 0.5 * 2**attempt, MAX_RETRY_AFTER_S)
-            logger.warning("MCP %s failed (%s); retrying in %.1fs", name, failure.message, delay)
-            await asyncio.sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _translate(self, exc: BaseException, doing: str) -> ToolServerRejected | ToolServerUnavailable:
-        return translate_failure(exc, self._status, self._url, doing)
+async def _record_status(response: httpx2.Response) -> None:
+    holder = _http_status.get()
+    if holder is not None and response.status_code >= 400:
+        holder.status = response.status_code
+        value = response.headers.get("retry-after")
+        with contextlib.suppress(ValueError):
+            holder.retry_after = max(0.0, float(value)) if value else None
 
 
-def translate_failure(
-    exc: BaseException, status: _HttpStatus, url: str, doing: str
-) -> ToolServerRejected | ToolServerUnavailable:
-    code = status.recent()
-    if code in (401, 403):
+def translate_failure(exc: BaseException, status: _HttpStatus, url: str, doing: str) -> RobotFleetError:
+    if isinstance(exc, RobotFleetError):
+        return exc
+    if status.status in (401, 403):
         return ToolServerRejected(
-            f"MCP server {url} refused the credentials ({code}) while {doing}: "
+            f"MCP server {url} refused the credentials (HTTP {status.status}) while {doing}: "
             "check GITLAB_MCP_TOKEN and GITLAB_MCP_AUTH_HEADER"
         )
-    if code:
-        reason = f"answered HTTP {code}"
+    if status.status:
         return ToolServerUnavailable(
-            f"MCP server {url} {reason} while {doing}", retry_after=status.retry_after
+            f"MCP server {url} answered HTTP {status.status} while {doing}", retry_after=status.retry_after
         )
-    return ToolServerUnavailable(f"MCP server {url} unreachable while {doing}: {_describe(exc)}")
-
-
-def _describe(exc: BaseException) -> str:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
-    return f"{type(exc).__name__}: {exc}"
+    return ToolServerUnavailable(f"MCP server {url} unreachable while {doing}: {type(exc).__name__}: {exc}")
+
+
+def _is_tool_error(exc: MCPError, status: _HttpStatus) -> bool:
+    """A JSON-RPC error the server sent about the call itself (not a transport failure)."""
+    return (
+        not status.status and exc.code not in (-32000,) and exc.message != "Server returned an error response"
+    )
+
+
+class McpSession:
+    """A `Toolset` on one owned, self-healing MCP connection. Use as an async context manager."""
+
+    def __init__(
+        self, url: str, headers: dict[str, str], *, connect_wait_s: float = DEFAULT_CONNECT_WAIT_S
+    ) -> None:
+        self.url = url
+        self._headers = headers
+        self._connect_wait_s = connect_wait_s
+        self._client: Client | None = None
+        self._generation = 0
+        self._changed = asyncio.Event()
+        self._broken = asyncio.Event()
+        self._closing = False
+        self._fatal: RobotFleetError | None = None
+        self._last_error: RobotFleetError | None = None
+        self._owner: asyncio.Task[None] | None = None
+        self.connects = 0
+
+    async def __aenter__(self) -> McpSession:
+        self._owner = asyncio.create_task(self._own(), name="mcp-session-owner")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._closing = True
+        self._broken.set()
+        if self._owner is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(self._owner, timeout=5)
+
+    async def _own(self) -> None:
+        failures = 0
+        while not self._closing:
+            status = _HttpStatus()
+            _http_status.set(status)
+            try:
+                async with self._connected() as client:
+                    failures = 0
+                    self._publish(client, None)
+                    await self._broken.wait()
+            except Exception as exc:
+                error = translate_failure(exc, status, self.url, "connecting")
+                self._publish(None, error)
+                if isinstance(error, ToolServerRejected):
+                    self._fatal = error
+                    return
+            else:
+                self._publish(None, None)
+            if self._closing:
+                return
+            delay = RECONNECT_BACKOFF_S[min(failures, len(RECONNECT_BACKOFF_S) - 1)]
+            failures += 1
+            logger.warning("MCP session to %s lost; reconnecting in %.1fs", self.url, delay)
+            await asyncio.sleep(delay)
+
+    @contextlib.asynccontextmanager
+    async def _connected(self) -> AsyncIterator[Client]:
+        http = httpx2.AsyncClient(
+            headers=self._headers,
+            timeout=httpx2.Timeout(CONNECT_TIMEOUT_S, read=READ_TIMEOUT_S),
+            event_hooks={"response": [_record_status]},
+        )
+        async with http, Client(streamable_http_client(self.url, http_client=http), cache=None) as client:
+            self.connects += 1
+            yield client
+
+    def _publish(self, client: Client | None, error: RobotFleetError | None) -> None:
+        self._client = client
+        if client is not None:
+            self._generation += 1
+            self._broken.clear()
+        self._last_error = error
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _ready(self) -> tuple[Client, int]:
+        deadline = time.monotonic() + self._connect_wait_s
+        while True:
+            if self._fatal is not None:
+                raise self._fatal
+            if self._client is not None:
+                return self._client, self._generation
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or (self._owner is not None and self._owner.done()):
+                raise self._last_error or ToolServerUnavailable(f"MCP server {self.url} not connected")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout=remaining)
+
+    def _mark_broken(self, generation: int) -> None:
+        if generation == self._generation and self._client is not None:
+            self._client = None
+            self._broken.set()
+
+    async def _request(self, doing: str, call: Any) -> Any:
+        """Run `call(client)` with in-place retries across reconnections."""
+        failure: RobotFleetError | None = None
+        for attempt in range(CALL_ATTEMPTS):
+            client, generation = await self._ready()
+            status = _HttpStatus()
+            _http_status.set(status)
+            try:
+                return await call(client)
+            except MCPError as exc:
+                if _is_tool_error(exc, status):
+                    raise
+                failure = translate_failure(exc, status, self.url, doing)
+            except Exception as exc:
+                failure = translate_failure(exc, status, self.url, doing)
+            if isinstance(failure, ToolServerRejected):
+                raise failure
+            if not status.status:
+                self._mark_broken(generation)
+            if attempt < CALL_ATTEMPTS - 1:
+                retry_after = failure.retry_after if isinstance(failure, ToolServerUnavailable) else None
+                await asyncio.sleep(min(retry_after or 0.2 * 2**attempt, MAX_RETRY_AFTER_S))
+        assert failure is not None
+        raise failure
+
+    async def list_tools(self) -> list[ToolSpec]:
+        async def listing(client: Client) -> list[ToolSpec]:
+            tools: list[ToolSpec] = []
+            cursor: str | None = None
+            for _ in range(100):
+                page = await client.list_tools(cursor=cursor)
+                tools += [
+                    ToolSpec(t.name, t.description or "", dict(t.input_schema or {})) for t in page.tools
+                ]
+                if not (cursor := page.next_cursor):
+                    break
+            return tools
+
+        return await self._request("listing tools", listing)
+
+    async def call_tool(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
+        async def call(client: Client) -> ToolOutcome:
+            result = await client.call_tool(name, arguments, read_timeout_seconds=READ_TIMEOUT_S)
+            return ToolOutcome(_result_text(result.content), is_error=bool(result.is_error))
+
+        try:
+            return await self._request(f"calling {name}", call)
+        except MCPError as exc:
+            return ToolOutcome(f"Error: {exc.message}", is_error=True)
 
 
 def _result_text(content: list[Any]) -> str:
     parts = []
     for block in content:
         text = getattr(block, "text", None)
-        if isinstance(text, str):
-            parts.append(text)
-        else:
-            parts.append(f"[{getattr(block, 'type', 'content')} omitted]")
+        parts.append(text if isinstance(text, str) else f"[{getattr(block, 'type', 'content')} omitted]")
     return "\n".join(parts)
-
-
-@contextlib.asynccontextmanager
-async def connect_mcp(url: str, headers: dict[str, str]) -> AsyncIterator[McpToolset]:
-    """One MCP session; raises `ToolServerRejected`/`ToolServerUnavailable` when it cannot open."""
-    status = _HttpStatus()
-    http = httpx2.AsyncClient(
-        headers=headers,
-        timeout=httpx2.Timeout(CONNECT_TIMEOUT_S, read=READ_TIMEOUT_S),
-        event_hooks={"response": [status.hook]},
-    )
-    stack = contextlib.AsyncExitStack()
-    try:
-        await stack.enter_async_context(http)
-        client = await stack.enter_async_context(
-            Client(streamable_http_client(url, http_client=http), cache=None)
-        )
-    except Exception as exc:
-        await stack.aclose()
-        raise translate_failure(exc, status, url, "connecting") from exc
-    try:
-        yield McpToolset(client, status, url)
-    finally:
-        with contextlib.suppress(Exception):
-            await stack.aclose()
