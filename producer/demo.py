@@ -116,6 +116,7 @@ def run_demo(console: Console, output_dir: Path, specs_dir: Path = EXAMPLES / "s
             f"starting the offline MCP server on {EXAMPLES / 'framework'} and the scripted model ..."
         )
         with running_stand_ins(EXAMPLES / "framework", Path(logs)) as stand_ins:
+            console.print(f"MCP server {stand_ins.mcp_url}  model {stand_ins.llm_url}", highlight=False)
             settings = demo_settings(stand_ins, output_dir)
             console.print(f"generating {len(specs)} specs ...")
             results = asyncio.run(_generate_all(specs, settings))

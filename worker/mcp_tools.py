@@ -199,9 +199,11 @@ class McpSession:
                 raise failure
             if not status.status:
                 self._mark_broken(generation)
+            retry_after = failure.retry_after if isinstance(failure, ToolServerUnavailable) else None
+            if retry_after is not None and retry_after > MAX_RETRY_AFTER_S:
+                raise failure  # waiting here would not help; the job's own retry honours it
             if attempt < CALL_ATTEMPTS - 1:
-                retry_after = failure.retry_after if isinstance(failure, ToolServerUnavailable) else None
-                await asyncio.sleep(min(retry_after or 0.2 * 2**attempt, MAX_RETRY_AFTER_S))
+                await asyncio.sleep(retry_after or 0.2 * 2**attempt)
         assert failure is not None
         raise failure
 

@@ -1,0 +1,54 @@
+"""`robot-fleet demo` (what `make demo` runs): the example sprint on the offline stand-ins."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from producer.procs import port_open
+from tests.conftest import EXAMPLES
+from worker.spec import load_spec_file
+
+pytestmark = pytest.mark.integration
+
+
+def test_demo_generates_every_example_spec_that_dry_run_in_the_framework_and_stops_its_servers(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "generated"
+    done = subprocess.run(
+        [sys.executable, "-m", "producer.cli", "demo", "--output-dir", str(out)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    specs = [load_spec_file(path, max_bytes=1 << 20) for path in sorted((EXAMPLES / "specs").glob("*.json"))]
+    assert len(specs) >= 12
+    for spec in specs:
+        assert (out / spec.target_path).is_file(), spec.target_path
+    assert f"{len(specs)} written, 0 failed" in done.stdout
+    ports = [
+        int(word.rsplit(":", 1)[1].split("/")[0])
+        for word in done.stdout.split()
+        if word.startswith("http://")
+    ]
+    assert len(ports) == 2 and not any(port_open("127.0.0.1", port) for port in ports), (
+        "stand-ins left running"
+    )
+
+    framework = tmp_path / "framework"
+    shutil.copytree(EXAMPLES / "framework", framework)
+    shutil.copytree(out / "tests", framework / "tests", dirs_exist_ok=True)
+    dry = subprocess.run(
+        [sys.executable, "-m", "robot", "--dryrun", "--pythonpath", ".", "--output", "NONE", "--report", "NONE",
+         "--log", "NONE", *(spec.target_path for spec in specs)],
+        cwd=framework, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert dry.returncode == 0, dry.stdout[-3000:]
