@@ -9,9 +9,7 @@ from __future__ import annotations
 import logging
 
 import typer
-import uvicorn
 
-from offline.fake_llm.app import build_app
 from offline.fake_llm.knobs import KnobError, Knobs, ServerConfig
 
 DEFAULT_HOST = "127.0.0.1"
@@ -44,6 +42,10 @@ def serve(
     log_level: str = typer.Option("info", "--log-level", help="debug | info | warning | error."),
 ) -> None:
     """Run the scripted OpenAI-compatible model server."""
+    import uvicorn  # imported here so `robot-fleet --help` and other commands start fast
+
+    from offline.fake_llm.app import build_app
+
     settings = {
         "latency": latency,
         "chunk_latency": chunk_latency,

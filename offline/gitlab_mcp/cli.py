@@ -7,9 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import uvicorn
 
-from offline.gitlab_mcp.app import build_app
 from offline.gitlab_mcp.config import (
     DEFAULT_AUTH_HEADER,
     DEFAULT_HOST,
@@ -63,6 +61,10 @@ def serve(
     log_level: Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
 ) -> None:
     """Serve a local checkout as a read-only GitLab project over MCP (streamable HTTP at /mcp)."""
+    import uvicorn  # imported here so `robot-fleet --help` and other commands start fast
+
+    from offline.gitlab_mcp.app import build_app
+
     level = log_level.upper()
     if level not in LOG_LEVELS:
         raise typer.BadParameter(f"expected one of {', '.join(LOG_LEVELS)}", param_hint="--log-level")
