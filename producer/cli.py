@@ -1,4 +1,4 @@
-"""The `robot-fleet` command line."""
+"""The `robot-fleet` command line. Commands import their machinery lazily so the CLI starts fast."""
 
 from __future__ import annotations
 
@@ -21,20 +21,185 @@ app = typer.Typer(
 app.command("mcp-serve", help="Run the offline read-only GitLab MCP server over a local checkout.")(mcp_serve)
 app.command("fake-llm", help="Run the scripted OpenAI-compatible model server.")(fake_llm_serve)
 
+OutputDir = Annotated[
+    Path | None, typer.Option("--output-dir", "-o", help="Output tree (default: OUTPUT_DIR).")
+]
+SpecsDir = Annotated[Path, typer.Argument(help="Directory of spec JSON files.")]
+BatchName = Annotated[
+    str | None, typer.Option("--batch", help="A name for the batch (its id starts with it).")
+]
+Pattern = Annotated[str, typer.Option("--pattern", help="Glob of spec files in SPECS_DIR.")]
+Recursive = Annotated[bool, typer.Option("--recursive", "-r", help="Look in sub-directories too.")]
+Force = Annotated[bool, typer.Option("--force", help="Regenerate specs whose output is up to date.")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Validate and show the plan; enqueue nothing.")]
+
+
+def _settings():
+    from worker.settings import Settings
+
+    return Settings()
+
+
+def _plan_or_exit(
+    specs_dir: Path, output_dir: Path | None, pattern: str, recursive: bool, force: bool, console: Console
+):
+    from producer.fleet_cmds import make_plan, print_plan
+    from worker.errors import SpecError
+
+    try:
+        plan = make_plan(_settings(), specs_dir, output_dir, pattern, recursive, force)
+    except SpecError as exc:
+        Console(stderr=True).print(f"[red]error:[/] {exc.message}", highlight=False)
+        raise typer.Exit(2) from exc
+    print_plan(console, plan)
+    return plan
+
 
 @app.command("write")
 def write(
-    spec: Annotated[Path, typer.Argument(help="The spec JSON file.", exists=False)],
-    output_dir: Annotated[
-        Path | None, typer.Option("--output-dir", "-o", help="Output tree (default: OUTPUT_DIR).")
-    ] = None,
+    spec: Annotated[Path, typer.Argument(help="The spec JSON file.")],
+    output_dir: OutputDir = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not stream the model's text.")] = False,
 ) -> None:
-    """Generate one .robot file from one spec, streaming the model live."""
+    """Generate one .robot file from one spec, here, streaming the model live (no fleet needed)."""
     from producer.write_cmd import run_write
-    from worker.settings import Settings
 
-    raise typer.Exit(run_write(spec, output_dir, Settings(), Console(), quiet))
+    raise typer.Exit(run_write(spec, output_dir, _settings(), Console(), quiet))
+
+
+@app.command("enqueue")
+def enqueue(
+    specs_dir: SpecsDir,
+    batch: BatchName = None,
+    output_dir: OutputDir = None,
+    pattern: Pattern = "*.json",
+    recursive: Recursive = False,
+    force: Force = False,
+    dry_run: DryRun = False,
+) -> None:
+    """Validate a directory of specs and queue one job per valid spec; print the batch id."""
+    from producer.fleet_cmds import enqueue as do_enqueue
+    from producer.fleet_cmds import run_async
+
+    console = Console()
+    plan = _plan_or_exit(specs_dir, output_dir, pattern, recursive, force, console)
+    if dry_run:
+        raise typer.Exit(1 if plan.rejected else 0)
+    batch_id = run_async(do_enqueue(_settings(), plan, batch, console))
+    if batch_id:
+        typer.echo(batch_id)
+    raise typer.Exit(1 if plan.rejected else 0)
+
+
+@app.command("run")
+def run(
+    specs_dir: SpecsDir,
+    batch: BatchName = None,
+    output_dir: OutputDir = None,
+    pattern: Pattern = "*.json",
+    recursive: Recursive = False,
+    force: Force = False,
+    dry_run: DryRun = False,
+) -> None:
+    """Enqueue a directory of specs, follow the batch while collecting its files, print a summary."""
+    from producer.fleet_cmds import run_async, run_batch
+
+    console = Console()
+    plan = _plan_or_exit(specs_dir, output_dir, pattern, recursive, force, console)
+    if dry_run:
+        raise typer.Exit(1 if plan.rejected else 0)
+    raise typer.Exit(run_async(run_batch(_settings(), plan, batch, console)))
+
+
+@app.command("status")
+def status(
+    batch: Annotated[str | None, typer.Argument(help="A batch id; without it, the recent batches.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Recent batches, or one batch's jobs with state, attempts, rounds, tokens and errors."""
+    from producer.fleet_cmds import run_async
+    from producer.fleet_cmds import status as do_status
+
+    raise typer.Exit(run_async(do_status(_settings(), batch, as_json, Console(soft_wrap=as_json))))
+
+
+@app.command("logs")
+def logs(
+    job: Annotated[str, typer.Argument(help="A job id (BATCH:SPEC_ID).")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep following the live output.")] = False,
+) -> None:
+    """Replay a job's log (model text, thinking, tool calls, diagnostics); follow it live."""
+    from producer.fleet_cmds import logs as do_logs
+    from producer.fleet_cmds import run_async
+
+    raise typer.Exit(run_async(do_logs(_settings(), job, follow, Console())))
+
+
+@app.command("retry")
+def retry(
+    batch: Annotated[str, typer.Argument(help="The batch id.")],
+    job: Annotated[str | None, typer.Option("--job", help="Only this job id.")] = None,
+    kind: Annotated[str, typer.Option("--kind", help="retryable | permanent | all")] = "all",
+) -> None:
+    """Send failed jobs again as a new attempt; the older attempt can no longer write its result."""
+    from producer.fleet_cmds import retry as do_retry
+    from producer.fleet_cmds import run_async
+
+    if kind not in ("retryable", "permanent", "all"):
+        raise typer.BadParameter("expected retryable, permanent or all", param_hint="--kind")
+    raise typer.Exit(run_async(do_retry(_settings(), batch, job, kind, Console())))
+
+
+@app.command("collect")
+def collect(
+    batch: Annotated[str | None, typer.Option("--batch", help="Only this batch.")] = None,
+    follow: Annotated[bool, typer.Option("--follow", help="Keep collecting as results arrive.")] = False,
+    output_dir: Annotated[
+        Path | None, typer.Option("--output-dir", "-o", help="Override the batches' output tree.")
+    ] = None,
+) -> None:
+    """Write finished results as .robot files (atomic), update the manifest, acknowledge."""
+    from producer.fleet_cmds import collect as do_collect
+    from producer.fleet_cmds import run_async
+
+    raise typer.Exit(run_async(do_collect(_settings(), batch, follow, output_dir, Console())))
+
+
+@app.command("worker", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def worker(
+    ctx: typer.Context,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", "-c", help="Concurrent jobs in this worker.")
+    ] = 8,
+    pool: Annotated[str, typer.Option("--pool", help="threads | prefork")] = "threads",
+    loglevel: Annotated[str, typer.Option("--loglevel", "-l", help="Celery log level.")] = "INFO",
+) -> None:
+    """Start a Celery worker of the fleet; extra options go to `celery worker`."""
+    if pool not in ("threads", "prefork"):
+        raise typer.BadParameter("expected threads or prefork", param_hint="--pool")
+    from worker.celery_app import app as celery_app
+    from worker.celery_config import QUEUE
+
+    argv = [
+        "worker",
+        f"--pool={pool}",
+        f"--concurrency={concurrency}",
+        f"--loglevel={loglevel}",
+        "--events",
+        f"--queues={QUEUE}",
+    ]
+    celery_app.worker_main([*argv, *ctx.args])
+
+
+@app.command("flower")
+def flower(
+    port: Annotated[int, typer.Option("--port", help="HTTP port.")] = 5555,
+    address: Annotated[str, typer.Option("--address", help="Bind address.")] = "127.0.0.1",
+) -> None:
+    """Start Flower on the fleet's broker (basic auth from FLOWER_BASIC_AUTH=user:password)."""
+    from worker.celery_app import app as celery_app
+
+    celery_app.start(["flower", f"--port={port}", f"--address={address}"])
 
 
 @app.command("demo")

@@ -1,0 +1,147 @@
+"""The collector: results stream (consumer group) -> .robot files in the output tree + manifest.
+
+For each entry: only the job's current, succeeded attempt is written; the file is written
+atomically, the manifest updated, the job marked collected, and only then the entry acknowledged.
+A collector that dies anywhere in between leaves the entry pending; the next one reclaims it and
+finishes idempotently (a file already holding the new text is not written again). A file a person
+edited since it was generated is never overwritten: the new text lands beside it as `.robot.new`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from producer.manifest import edited_by_a_person, file_sha256, locked_entries
+from producer.outputs import atomic_write_text
+from worker.spec import resolve_in_output
+from worker.store import ResultEntry, Store
+
+logger = logging.getLogger(__name__)
+
+RECLAIM_IDLE_MS = 30_000
+RECLAIM_EVERY_S = 5.0
+NEW_SUFFIX = ".new"
+
+
+@dataclass(frozen=True)
+class Collected:
+    job_id: str
+    spec_id: str
+    batch_id: str
+    path: Path
+    beside: bool
+    """True when the file was written as `.robot.new` next to a file a person edited."""
+
+
+def consumer_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Collector:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        output_override: Path | None = None,
+        consumer: str | None = None,
+        reclaim_idle_ms: int = RECLAIM_IDLE_MS,
+    ) -> None:
+        self._store = store
+        self._override = output_override
+        self._consumer = consumer or consumer_name()
+        self._reclaim_idle_ms = reclaim_idle_ms
+        self._last_reclaim = 0.0
+        self._batches: dict[str, dict[str, str]] = {}
+
+    async def step(self, batch_ids: list[str], block_ms: int = 1000) -> list[Collected]:
+        """Collect what is available (reclaimed entries first); wait up to `block_ms` for new ones."""
+        entries: list[ResultEntry] = []
+        if time.monotonic() - self._last_reclaim >= RECLAIM_EVERY_S:
+            self._last_reclaim = time.monotonic()
+            for batch_id in batch_ids:
+                await self._store.ensure_group(batch_id)
+                entries += await self._store.reclaim_results(batch_id, self._consumer, self._reclaim_idle_ms)
+        entries += await self._store.read_results(batch_ids, self._consumer, block_ms)
+        collected = []
+        for entry in entries:
+            done = await self.collect_entry(entry)
+            if done is not None:
+                collected.append(done)
+        return collected
+
+    async def collect_entry(self, entry: ResultEntry) -> Collected | None:
+        job = await self._store.job(entry.job_id)
+        current = (
+            job is not None
+            and job.get("state") == "succeeded"
+            and int(job.get("attempt", 0)) == entry.attempt
+        )
+        result = await self._store.result(entry.job_id) if current else None
+        if job is None or result is None or int(result.get("attempt", 0)) != entry.attempt:
+            logger.info(
+                "job %s attempt %d: stale or already collected result, acknowledged",
+                entry.job_id,
+                entry.attempt,
+            )
+            await self._store.ack(entry)
+            return None
+        output_dir = await self._output_dir(entry.batch_id)
+        path, beside = await asyncio.to_thread(self._write, output_dir, job, result)
+        await self._store.mark_collected(
+            entry.job_id, entry.attempt, {"output_path": str(path), "beside": int(beside)}
+        )
+        await self._store.ack(entry)
+        return Collected(entry.job_id, job["spec_id"], entry.batch_id, path, beside)
+
+    async def _output_dir(self, batch_id: str) -> Path:
+        if self._override is not None:
+            return self._override
+        if batch_id not in self._batches:
+            self._batches[batch_id] = await self._store.batch(batch_id) or {}
+        recorded = self._batches[batch_id].get("output_dir")
+        if not recorded:
+            raise RuntimeError(f"batch {batch_id} has no output directory recorded; pass --output-dir")
+        return Path(recorded)
+
+    @staticmethod
+    def _write(output_dir: Path, job: dict[str, str], result: dict[str, Any]) -> tuple[Path, bool]:
+        target_path = job["target_path"]
+        text = result["robot_text"]
+        path = resolve_in_output(output_dir, target_path)
+        with locked_entries(output_dir) as entries:
+            if file_sha256(path) != _sha(text) and edited_by_a_person(entries, output_dir, target_path):
+                beside = path.with_name(path.name + NEW_SUFFIX)
+                atomic_write_text(beside, text)
+                logger.warning(
+                    "%s was edited since it was generated; new version written to %s", path, beside
+                )
+                return beside, True
+            if file_sha256(path) != _sha(text):
+                atomic_write_text(path, text)
+            entries[target_path] = {
+                "spec_id": job["spec_id"],
+                "spec_sha256": job["spec_sha256"],
+                "model": job.get("model", ""),
+                "ref": job.get("ref", ""),
+                "prompt_version": job.get("prompt_version", ""),
+                "batch_id": job["batch_id"],
+                "job_id": job["job_id"],
+                "attempt": result["attempt"],
+                "prompt_tokens": result.get("prompt_tokens", 0),
+                "completion_tokens": result.get("completion_tokens", 0),
+                "file_sha256": _sha(text),
+                "written_at": time.time(),
+            }
+        return path, False
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

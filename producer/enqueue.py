@@ -1,0 +1,162 @@
+"""From a directory of specs to a batch in Redis and one Celery task per valid spec.
+
+Every file is checked against the spec contract; a rejected file is reported with its reason and
+never stops its siblings. Specs whose output is up to date (manifest) are skipped unless forced.
+Task arguments carry the job id only (Flower shows the spec id); the spec itself is in Redis.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+
+from producer.manifest import is_up_to_date, load_entries
+from worker.agent.prompt import PROMPT_VERSION
+from worker.celery_config import QUEUE, TASK_NAME
+from worker.errors import SpecError
+from worker.settings import Settings
+from worker.spec import Spec, find_conflicts, load_spec_file
+from worker.store import Store
+
+_BATCH_NAME_RE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class Rejection:
+    source: str
+    reason: str
+
+
+@dataclass
+class Plan:
+    specs_dir: Path
+    output_dir: Path
+    accepted: list[Spec] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+    skipped: list[Spec] = field(default_factory=list)
+
+
+def spec_files(specs_dir: Path, pattern: str, recursive: bool) -> list[Path]:
+    if not specs_dir.is_dir():
+        raise SpecError(f"{specs_dir}: not a directory of spec files")
+    found = specs_dir.rglob(pattern) if recursive else specs_dir.glob(pattern)
+    return sorted(path for path in found if path.is_file() or path.is_symlink())
+
+
+def plan_batch(specs_dir: Path, output_dir: Path, settings: Settings, *, pattern: str = "*.json",
+               recursive: bool = False, force: bool = False) -> Plan:  # fmt: skip
+    plan = Plan(specs_dir=specs_dir, output_dir=output_dir)
+    root = specs_dir.resolve()
+    loaded: list[Spec] = []
+    for path in spec_files(specs_dir, pattern, recursive):
+        if not path.resolve().is_relative_to(root):
+            plan.rejected.append(
+                Rejection(str(path), f"{path}: symlink pointing outside the specs directory")
+            )
+            continue
+        try:
+            loaded.append(load_spec_file(path, max_bytes=settings.spec_max_bytes))
+        except SpecError as exc:
+            plan.rejected.append(Rejection(str(path), exc.message))
+    conflicted = _reject_conflicts(loaded, plan)
+    entries = {} if force else load_entries(output_dir)
+    wanted = _generation_inputs(settings)
+    for spec in loaded:
+        if spec.source in conflicted:
+            continue
+        if not force and is_up_to_date(
+            entries, output_dir, spec.target_path, {"spec_sha256": spec.sha256, **wanted}
+        ):
+            plan.skipped.append(spec)
+        else:
+            plan.accepted.append(spec)
+    return plan
+
+
+def _reject_conflicts(specs: list[Spec], plan: Plan) -> set[str]:
+    rejected: set[str] = set()
+    for target, group in find_conflicts(specs).items():
+        for spec in group:
+            others = ", ".join(other.source for other in group if other is not spec)
+            plan.rejected.append(
+                Rejection(spec.source, f"{spec.source}: target path {target!r} also claimed by {others}")
+            )
+            rejected.add(spec.source)
+    seen: dict[str, Spec] = {}
+    for spec in specs:
+        if spec.source in rejected:
+            continue
+        if spec.spec_id in seen:
+            first = seen[spec.spec_id].source
+            plan.rejected.append(
+                Rejection(spec.source, f"{spec.source}: spec id {spec.spec_id!r} already used by {first}")
+            )
+            rejected.add(spec.source)
+        else:
+            seen[spec.spec_id] = spec
+    return rejected
+
+
+def _generation_inputs(settings: Settings) -> dict[str, str]:
+    return {
+        "model": settings.openai_model_writer,
+        "ref": settings.gitlab_ref or "",
+        "prompt_version": PROMPT_VERSION,
+    }
+
+
+def new_batch_id(name: str | None) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    label = _BATCH_NAME_RE.sub("-", name).strip("-")[:40] if name else "batch"
+    return f"{label}-{stamp}-{secrets.token_hex(2)}"
+
+
+async def record_batch(store: Store, plan: Plan, settings: Settings, batch_id: str) -> list[tuple[str, Spec]]:
+    now = time.time()
+    inputs = _generation_inputs(settings)
+    record: dict[str, Any] = {
+        "batch_id": batch_id,
+        "created_at": now,
+        "specs_dir": str(plan.specs_dir.resolve()),
+        "output_dir": str(plan.output_dir.resolve()),
+        "total": len(plan.accepted),
+        "rejected": [{"source": r.source, "reason": r.reason} for r in plan.rejected],
+        "skipped": [spec.spec_id for spec in plan.skipped],
+        "project_id": settings.gitlab_project_id,
+        **inputs,
+    }
+    jobs: list[tuple[dict[str, Any], str]] = []
+    pairs: list[tuple[str, Spec]] = []
+    for spec in plan.accepted:
+        job_id = f"{batch_id}:{spec.spec_id}"
+        jobs.append((_job_record(job_id, batch_id, spec, now, inputs), spec.to_json()))
+        pairs.append((job_id, spec))
+    await store.create_batch(record, jobs)
+    return pairs
+
+
+def _job_record(job_id: str, batch_id: str, spec: Spec, now: float, inputs: dict[str, str]) -> dict[str, Any]:
+    return {
+        "job_id": job_id,
+        "batch_id": batch_id,
+        "spec_id": spec.spec_id,
+        "source": spec.source,
+        "target_path": spec.target_path,
+        "spec_sha256": spec.sha256,
+        "state": "queued",
+        "attempt": 0,
+        "queued_at": now,
+        **inputs,
+    }
+
+
+def send_job(app: Celery, job_id: str, spec_id: str) -> str:
+    """One task for one job; its arguments show the spec id only (in Flower), never the spec."""
+    result = app.send_task(TASK_NAME, args=[job_id], queue=QUEUE, argsrepr=repr(spec_id), kwargsrepr="{}")
+    return str(result.id)

@@ -1,0 +1,219 @@
+"""The fleet commands behind the CLI: enqueue, run, status, logs, retry, collect.
+
+Each reads the settings it is given, talks to Redis through the store, and returns an exit code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from rich.console import Console
+
+from producer.collector import Collector
+from producer.console import ConsoleSink
+from producer.enqueue import Plan, new_batch_id, plan_batch, record_batch, send_job
+from producer.follow import follow_batch, jobs_table, load_view
+from worker.agent.events import Event, EventKind
+from worker.celery_config import create_app
+from worker.errors import PermanentError, RetryableError, RobotFleetError
+from worker.redact import redactor_for
+from worker.settings import Settings
+from worker.store import Store
+
+FOLLOW_BLOCK_MS = 1000
+RETRYABLE_KINDS = {cls.kind for cls in RetryableError.__subclasses__()} | {RetryableError.kind}
+PERMANENT_KINDS = {cls.kind for cls in PermanentError.__subclasses__()} | {PermanentError.kind}
+
+
+def _store(settings: Settings) -> Store:
+    return Store.from_url(settings.redis_url, redactor_for(settings))
+
+
+def print_plan(console: Console, plan: Plan) -> None:
+    for rejection in plan.rejected:
+        console.print(f"[red]rejected[/] {rejection.reason}", highlight=False)
+    for spec in plan.skipped:
+        console.print(
+            f"[dim]up to date[/] {spec.spec_id} → {spec.target_path} (use --force to regenerate)",
+            highlight=False,
+        )
+    console.print(
+        f"{len(plan.accepted)} to generate, {len(plan.skipped)} up to date, {len(plan.rejected)} rejected",
+        highlight=False,
+    )
+
+
+async def enqueue(settings: Settings, plan: Plan, batch_name: str | None, console: Console) -> str | None:
+    if not plan.accepted:
+        console.print("nothing to generate")
+        return None
+    store = _store(settings)
+    try:
+        batch_id = new_batch_id(batch_name)
+        pairs = await record_batch(store, plan, settings, batch_id)
+    finally:
+        await store.close()
+    app = create_app(settings)
+    for job_id, spec in pairs:
+        send_job(app, job_id, spec.spec_id)
+    console.print(f"batch [bold]{batch_id}[/]: {len(pairs)} jobs queued", highlight=False)
+    return batch_id
+
+
+def make_plan(
+    settings: Settings, specs_dir: Path, output_dir: Path | None, pattern: str, recursive: bool, force: bool
+) -> Plan:
+    return plan_batch(
+        specs_dir,
+        output_dir or settings.output_dir,
+        settings,
+        pattern=pattern,
+        recursive=recursive,
+        force=force,
+    )
+
+
+async def run_batch(settings: Settings, plan: Plan, batch_name: str | None, console: Console) -> int:
+    batch_id = await enqueue(settings, plan, batch_name, console)
+    if batch_id is None:
+        return 1 if plan.rejected else 0
+    store = _store(settings)
+    try:
+        view, collected = await follow_batch(store, batch_id, console, collector=Collector(store))
+    finally:
+        await store.close()
+    console.print(jobs_table(view, f"batch {batch_id}"))
+    beside = [item for item in collected if item.beside]
+    for item in beside:
+        console.print(f"[yellow]kept an edited file[/]: new version at {item.path}", highlight=False)
+    failed = len(view.failed)
+    console.print(
+        f"{len(view.jobs) - failed} generated, {failed} failed, {len(plan.rejected)} rejected → {plan.output_dir}",
+        highlight=False,
+    )
+    if failed:
+        console.print(f"see why: robot-fleet status {batch_id}; retry: robot-fleet retry {batch_id}")
+    return 1 if failed or plan.rejected else 0
+
+
+async def status(settings: Settings, batch_id: str | None, as_json: bool, console: Console) -> int:
+    store = _store(settings)
+    try:
+        if batch_id is None:
+            rows = []
+            for bid in await store.batch_ids():
+                view = await load_view(store, bid)
+                rows.append(
+                    {"batch_id": bid, "jobs": len(view.jobs), **dict(view.counts), "tokens": view.tokens}
+                )
+            _print_rows(console, rows, as_json, "batches")
+            return 0
+        if await store.batch(batch_id) is None:
+            console.print(f"[red]no batch {batch_id!r}[/]", highlight=False)
+            return 2
+        view = await load_view(store, batch_id)
+        if as_json:
+            console.print_json(json.dumps({"batch_id": batch_id, "jobs": view.jobs}))
+        else:
+            console.print(jobs_table(view, f"batch {batch_id}"))
+        return 0
+    finally:
+        await store.close()
+
+
+def _print_rows(console: Console, rows: list[dict[str, object]], as_json: bool, title: str) -> None:
+    if as_json:
+        console.print_json(json.dumps(rows))
+        return
+    from rich.table import Table
+
+    columns = (
+        "batch_id",
+        "jobs",
+        "collected",
+        "succeeded",
+        "failed",
+        "running",
+        "queued",
+        "retrying",
+        "tokens",
+    )
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(row.get(column, 0)) for column in columns))
+    console.print(table)
+
+
+async def logs(settings: Settings, job_id: str, follow: bool, console: Console) -> int:
+    store = _store(settings)
+    sink = ConsoleSink(console)
+    try:
+        if await store.job(job_id) is None:
+            console.print(f"[red]no job {job_id!r}[/] (job ids look like BATCH:SPEC_ID)", highlight=False)
+            return 2
+        last = "0"
+        while True:
+            entries = await store.read_log(job_id, last, block_ms=FOLLOW_BLOCK_MS if follow else None)
+            for entry_id, fields in entries:
+                last = entry_id
+                data = json.loads(fields["d"]) if fields.get("d") else {}
+                sink.emit(Event(EventKind(fields.get("k", "info")), fields.get("t", ""), data))
+            job = await store.job(job_id) or {}
+            if not follow or (not entries and job.get("state") in ("succeeded", "collected", "failed")):
+                console.print(
+                    f"\n[dim]job {job_id}: {job.get('state')} (attempt {job.get('attempt')})[/]",
+                    highlight=False,
+                )
+                return 0
+    finally:
+        await store.close()
+
+
+async def retry(settings: Settings, batch_id: str, job_id: str | None, kind: str, console: Console) -> int:
+    store = _store(settings)
+    try:
+        view = await load_view(store, batch_id)
+        wanted = {"retryable": RETRYABLE_KINDS, "permanent": PERMANENT_KINDS}.get(kind)
+        chosen = [
+            job for job in view.failed
+            if (job_id is None or job["job_id"] == job_id) and (wanted is None or job.get("error_kind") in wanted)
+        ]  # fmt: skip
+        app = create_app(settings)
+        sent = 0
+        for job in chosen:
+            if await store.request_retry(job["job_id"]):
+                send_job(app, job["job_id"], job["spec_id"])
+                sent += 1
+        console.print(f"{sent} failed jobs of {batch_id} sent again", highlight=False)
+        return 0 if sent or not chosen else 1
+    finally:
+        await store.close()
+
+
+async def collect(
+    settings: Settings, batch_id: str | None, follow: bool, output_dir: Path | None, console: Console
+) -> int:
+    store = _store(settings)
+    collector = Collector(store, output_override=output_dir)
+    try:
+        while True:
+            batch_ids = [batch_id] if batch_id else await store.batch_ids(limit=200)
+            items = await collector.step(batch_ids, block_ms=FOLLOW_BLOCK_MS)
+            for item in items:
+                note = " [yellow](beside an edited file)[/]" if item.beside else ""
+                console.print(f"collected {item.job_id} → {item.path}{note}", highlight=False)
+            if not follow and not items:
+                return 0
+    except RobotFleetError as exc:
+        console.print(f"[red]collector stopped ({exc.kind}):[/] {exc.message}", highlight=False)
+        return 1
+    finally:
+        await store.close()
+
+
+def run_async(coro: object) -> int:
+    return asyncio.run(coro)  # type: ignore[arg-type]

@@ -1,0 +1,122 @@
+"""Following a batch: counts derived from its jobs, collection while it runs, the final table."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from producer.collector import Collected, Collector
+from worker.store import Store
+
+POLL_BLOCK_MS = 500
+
+
+@dataclass
+class BatchView:
+    batch_id: str
+    jobs: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def counts(self) -> Counter[str]:
+        return Counter(job.get("state", "?") for job in self.jobs)
+
+    @property
+    def tokens(self) -> int:
+        return sum(
+            int(job.get("prompt_tokens") or 0) + int(job.get("completion_tokens") or 0) for job in self.jobs
+        )
+
+    @property
+    def finished(self) -> bool:
+        """Every job is collected or failed for good (succeeded still waits for its file)."""
+        return all(job.get("state") in ("collected", "failed") for job in self.jobs)
+
+    @property
+    def failed(self) -> list[dict[str, str]]:
+        return [job for job in self.jobs if job.get("state") == "failed"]
+
+
+async def load_view(store: Store, batch_id: str) -> BatchView:
+    return BatchView(batch_id, await store.jobs(await store.job_ids(batch_id)))
+
+
+async def follow_batch(
+    store: Store,
+    batch_id: str,
+    console: Console,
+    *,
+    collector: Collector | None,
+    timeout_s: float | None = None,
+) -> tuple[BatchView, list[Collected]]:
+    """Show progress until the batch is finished, collecting its results on the way."""
+    collected: list[Collected] = []
+    deadline = time.monotonic() + timeout_s if timeout_s else None
+    view = await load_view(store, batch_id)
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        bar = progress.add_task(batch_id, total=len(view.jobs), detail="")
+        while True:
+            if collector is not None:
+                collected += await collector.step([batch_id], block_ms=POLL_BLOCK_MS)
+            else:
+                await _sleep(POLL_BLOCK_MS / 1000)
+            view = await load_view(store, batch_id)
+            counts = view.counts
+            done = counts["collected"] + counts["failed"] + (counts["succeeded"] if collector is None else 0)
+            detail = (
+                f"[green]{counts['collected'] + counts['succeeded']} ok[/] [red]{counts['failed']} failed[/] "
+                f"[cyan]{counts['running']} running[/] {counts['queued'] + counts['retrying']} waiting  "
+                f"{view.tokens:,} tokens"
+            )
+            progress.update(bar, completed=done, detail=detail)
+            if done >= len(view.jobs) or (deadline is not None and time.monotonic() > deadline):
+                return view, collected
+
+
+async def _sleep(seconds: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)
+
+
+def jobs_table(view: BatchView, title: str) -> Table:
+    table = Table(title=title, show_lines=False)
+    for column in ("spec", "state", "att.", "rounds", "tokens", "time", "error / output"):
+        table.add_column(column, overflow="fold")
+    for job in view.jobs:
+        state = job.get("state", "?")
+        style = {"collected": "green", "succeeded": "green", "failed": "red", "running": "cyan"}.get(
+            state, ""
+        )
+        tokens = int(job.get("prompt_tokens") or 0) + int(job.get("completion_tokens") or 0)
+        duration = f"{float(job['duration_s']):.1f}s" if job.get("duration_s") else ""
+        note = job.get("output_path", "")
+        if job.get("beside") == "1":
+            note = f"[yellow]{note} (beside an edited file)[/]"
+        if job.get("error_kind"):
+            note = f"[red]{job['error_kind']}[/]: {job.get('error_message', '')[:160]}"
+        table.add_row(job.get("spec_id", ""), f"[{style}]{state}[/]" if style else state, job.get("attempt", "0"),
+                      job.get("rounds", ""), f"{tokens:,}" if tokens else "", duration, note)  # fmt: skip
+    return table
+
+
+def describe_output(collected: list[Collected], output_dir: Path | None) -> list[str]:
+    lines = [
+        f"{item.path}" + ("  (edited file kept; new version beside it)" if item.beside else "")
+        for item in collected
+    ]
+    if output_dir is not None:
+        lines.append(f"output tree: {output_dir}")
+    return lines

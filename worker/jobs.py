@@ -1,0 +1,123 @@
+"""One job on the worker: claim an attempt, run the writer with a live log, record the outcome.
+
+Only the attempt that claimed the job may record its result (the store's scripts check it), so a
+duplicate delivery or an attempt overtaken by `retry` can run but cannot write.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from worker.agent.context import ContextCache
+from worker.agent.loop import WriterResult
+from worker.agent.model import ChatModel
+from worker.agent.tools import Toolset, ToolSpec
+from worker.errors import RobotFleetError
+from worker.logsink import Progress, RedisLogSink
+from worker.spec import parse_spec
+from worker.store import Claim, Store
+from worker.writer import WriterConfig, generate
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """What every job of a worker process shares."""
+
+    store: Store
+    model: ChatModel
+    toolset: Toolset
+    listing: list[ToolSpec]
+    cache: ContextCache
+    config: WriterConfig
+    spec_max_bytes: int
+    worker_name: str
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    job_id: str
+    state: str
+    attempt: int = 0
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "state": self.state, "attempt": self.attempt, "detail": self.detail}
+
+
+async def execute_job(services: Services, job_id: str, *, last_try: bool, progress: Progress) -> JobOutcome:
+    """Run one attempt. Raises the job's `RobotFleetError` after recording it (retrying or failed)."""
+    store = services.store
+    claim = await store.claim(job_id, services.worker_name)
+    if claim is None:
+        logger.warning("job %s: unknown job, message dropped", job_id)
+        return JobOutcome(job_id, "unknown")
+    if not isinstance(claim, Claim):
+        logger.info("job %s: already %s, duplicate delivery ignored", job_id, claim)
+        return JobOutcome(job_id, "duplicate", detail=claim)
+    record = await store.job(job_id) or {}
+    logger.info("job %s: attempt %d started", job_id, claim.attempt)
+    try:
+        async with RedisLogSink(store, job_id, claim.attempt, progress) as sink:
+            spec = parse_spec(
+                claim.spec_json.encode(),
+                source=record.get("source", job_id),
+                max_bytes=services.spec_max_bytes,
+            )
+            result = await generate(
+                spec,
+                services.config,
+                model=services.model,
+                toolset=services.toolset,
+                listing=services.listing,
+                cache=services.cache,
+                sink=sink,
+            )
+    except RobotFleetError as exc:
+        final = last_try or not exc.retryable
+        await store.fail(
+            job_id,
+            claim.attempt,
+            final=final,
+            kind=exc.kind,
+            message=exc.message,
+            fields=_failure_fields(exc),
+        )
+        logger.info(
+            "job %s: attempt %d %s (%s)", job_id, claim.attempt, "failed" if final else "will retry", exc.kind
+        )
+        raise
+    written = await store.finish(
+        job_id, record["batch_id"], claim.attempt, _result_payload(result), _fields(result)
+    )
+    state = "succeeded" if written else "superseded"
+    logger.info("job %s: attempt %d %s", job_id, claim.attempt, state)
+    return JobOutcome(job_id, state, claim.attempt)
+
+
+def _fields(result: WriterResult) -> dict[str, Any]:
+    return {
+        "rounds": result.rounds,
+        "repairs": result.repairs,
+        "tool_calls": sum(result.tool_calls.values()),
+        "prompt_tokens": result.usage.prompt_tokens,
+        "completion_tokens": result.usage.completion_tokens,
+        "cached_tokens": result.usage.cached_tokens,
+        "duration_s": round(result.duration_s, 3),
+    }
+
+
+def _result_payload(result: WriterResult) -> dict[str, Any]:
+    return {
+        "robot_text": result.robot_text,
+        "diagnostics": list(result.diagnostics),
+        "tool_calls": result.tool_calls,
+        **_fields(result),
+    }
+
+
+def _failure_fields(exc: RobotFleetError) -> dict[str, Any]:
+    return {"diagnostics": exc.diagnostics[-20:]}

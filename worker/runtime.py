@@ -1,0 +1,112 @@
+"""The per-process runtime of a worker: one asyncio loop in its own thread, and on it one MCP
+session owner, one model client, one context cache and one store shared by the process's jobs.
+
+Celery has no asyncio support: tasks (threads pool: many at once) submit their job's coroutine
+here and wait. The loop is created lazily and re-created after fork (prefork pool children).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import socket
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from worker.agent.context import ContextCache
+from worker.jobs import Services
+from worker.llm import OpenAIChatModel, build_client
+from worker.mcp_tools import McpSession
+from worker.redact import redactor_for
+from worker.settings import Settings
+from worker.store import Store
+from worker.writer import WriterConfig
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class ProcessRuntime:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="robot-fleet-loop", daemon=True)
+        self._thread.start()
+        self._services: Services | None = None
+        self._services_lock: asyncio.Lock | None = None
+        self._session: McpSession | None = None
+        self._listed_at_connect = -1
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    async def services(self) -> Services:
+        """The shared services, built on first use; the tool listing is refreshed after a reconnect."""
+        if self._services_lock is None:
+            self._services_lock = asyncio.Lock()
+        async with self._services_lock:
+            if self._services is None:
+                self._services = await self._build()
+            assert self._session is not None
+            if self._session.connects != self._listed_at_connect:
+                self._services.listing = await self._session.list_tools()
+                self._listed_at_connect = self._session.connects
+            return self._services
+
+    async def _build(self) -> Services:
+        settings = self._settings
+        config = WriterConfig.from_settings(settings)
+        session = McpSession(settings.gitlab_mcp_url, settings.mcp_headers())
+        await session.__aenter__()
+        self._session = session
+        client = build_client(settings)
+        return Services(
+            store=Store.from_url(settings.redis_url, redactor_for(settings)),
+            model=OpenAIChatModel(client, settings.openai_model_writer, settings.writer_temperature),
+            toolset=session,
+            listing=[],
+            cache=ContextCache(),
+            config=config,
+            spec_max_bytes=settings.spec_max_bytes,
+            worker_name=f"{socket.gethostname()}:{os.getpid()}",
+        )
+
+    def close(self) -> None:
+        async def shutdown() -> None:
+            if self._session is not None:
+                await self._session.__aexit__(None, None, None)
+            if self._services is not None:
+                await self._services.store.close()
+
+        try:
+            self.submit(shutdown()).result(timeout=10)
+        except Exception as exc:  # shutting down: report, never raise
+            logger.warning("runtime shutdown: %s", exc)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+_runtime: ProcessRuntime | None = None
+_runtime_pid = 0
+_runtime_lock = threading.Lock()
+
+
+def get_runtime(settings: Settings) -> ProcessRuntime:
+    """This process's runtime; a forked child builds its own (threads and loops do not survive fork)."""
+    global _runtime, _runtime_pid
+    with _runtime_lock:
+        if _runtime is None or _runtime_pid != os.getpid():
+            _runtime = ProcessRuntime(settings)
+            _runtime_pid = os.getpid()
+        return _runtime
+
+
+def close_runtime() -> None:
+    global _runtime
+    with _runtime_lock:
+        if _runtime is not None and _runtime_pid == os.getpid():
+            _runtime.close()
+        _runtime = None
