@@ -207,11 +207,12 @@ def demo(
     output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Where the files go.")] = Path(
         "generated"
     ),
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the fleet and Flower up until Ctrl-C.")] = False,
 ) -> None:
-    """Run the example sprint end to end on the offline stand-ins (what `make demo` runs)."""
+    """Run the example sprint on a local fleet with the offline stand-ins (what `make demo` runs)."""
     from producer.demo import run_demo
 
-    raise typer.Exit(run_demo(Console(), output_dir))
+    raise typer.Exit(run_demo(Console(), output_dir, keep=keep))
 
 
 if __name__ == "__main__":

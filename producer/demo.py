@@ -1,148 +1,148 @@
-"""`robot-fleet demo`: the whole job on the embedded default, nothing to configure.
+"""`robot-fleet demo`: the whole product on the embedded default, nothing to configure.
 
-Starts the offline GitLab MCP server on `examples/framework` and the scripted model on free ports,
-generates every spec of `examples/specs` with the writer (concurrently, one MCP session, one
-context cache), writes the files under `./generated`, prints a summary, and stops what it started
-— on success, on failure and on Ctrl-C.
+Uses REDIS_URL when a Redis answers there, else starts a private redis-server under
+`.robot-fleet/`; starts the offline MCP server on `examples/framework`, the scripted model and a
+Celery worker; runs the example sprint with progress, collecting into `./generated`; prints the
+summary and the commands to look further. The end, an error or Ctrl-C stops everything it started
+(`--keep` waits for Ctrl-C first, with Flower running, to look around).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import tempfile
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
-from producer.local_redis import free_port
-from producer.outputs import write_output
+from producer.fleet_cmds import make_plan, print_plan, run_batch
+from producer.local_redis import LocalRedis, free_port, redis_answers
 from producer.procs import Child, robot_fleet_command, start_child
-from worker.agent.context import ContextCache
-from worker.agent.events import NullSink
-from worker.agent.loop import WriterResult
-from worker.errors import RobotFleetError
-from worker.llm import OpenAIChatModel, build_client
-from worker.mcp_tools import McpSession
 from worker.settings import Settings
-from worker.spec import Spec, load_spec_file
-from worker.writer import WriterConfig, generate
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = PROJECT_ROOT / "examples"
+STATE_DIR = Path(".robot-fleet")
 DEMO_PROJECT_ID = "42"
 DEMO_CONCURRENCY = 8
-
-
-@dataclass(frozen=True)
-class StandIns:
-    mcp_url: str
-    llm_url: str
+DEMO_BATCH = "demo"
 
 
 @contextlib.contextmanager
-def running_stand_ins(repo: Path, log_dir: Path) -> Iterator[StandIns]:
-    """The offline MCP server and the scripted model as child processes, stopped on exit."""
+def demo_redis(settings: Settings, console: Console) -> Iterator[tuple[str, bool]]:
+    """The Redis URL to use and whether it is a private server that stops with the demo."""
+    if redis_answers(settings.redis_url):
+        console.print(f"using the Redis at REDIS_URL ({_safe(settings.redis_url)})", highlight=False)
+        yield settings.redis_url, False
+        return
+    server = LocalRedis(directory=(STATE_DIR / "redis").resolve(), appendonly=True)
+    console.print(
+        f"no Redis at REDIS_URL: starting a private redis-server on port {server.port} under {STATE_DIR}/"
+    )
+    with server:
+        yield server.url, True
+
+
+def _safe(url: str) -> str:
+    return url.split("@")[-1] if "@" in url else url
+
+
+def demo_env(redis_url: str, mcp_port: int, llm_port: int) -> dict[str, str]:
+    return {
+        "REDIS_URL": redis_url,
+        "OPENAI_API_KEY": "demo-not-a-secret",
+        "OPENAI_BASE_URL": f"http://127.0.0.1:{llm_port}/v1",
+        "OPENAI_MODEL_WRITER": "fake-writer",
+        "GITLAB_MCP_URL": f"http://127.0.0.1:{mcp_port}/mcp",
+        "GITLAB_PROJECT_ID": DEMO_PROJECT_ID,
+        "GITLAB_REF": "main",
+    }
+
+
+@contextlib.contextmanager
+def demo_fleet(redis_url: str, log_dir: Path, console: Console, *, flower: bool) -> Iterator[dict[str, str]]:
+    """Stand-ins and a worker as child processes; stopped (whole process groups) on exit."""
     children: list[Child] = []
+    mcp_port, llm_port = free_port(), free_port()
+    env = demo_env(redis_url, mcp_port, llm_port)
     try:
-        mcp_port, llm_port = free_port(), free_port()
-        mcp_cmd = robot_fleet_command(
-            "mcp-serve", "--repo", str(repo), "--port", str(mcp_port), "--project-id", DEMO_PROJECT_ID
+        repo = str(EXAMPLES / "framework")
+        mcp = robot_fleet_command(
+            "mcp-serve",
+            "--repo",
+            repo,
+            "--port",
+            str(mcp_port),
+            "--project-id",
+            DEMO_PROJECT_ID,
+            "--log-level",
+            "WARNING",
         )
-        children.append(start_child("mcp-server", mcp_cmd, log_dir, ready_port=("127.0.0.1", mcp_port)))
-        llm_cmd = robot_fleet_command("fake-llm", "--port", str(llm_port), "--chunk-latency", "0.002")
-        children.append(start_child("fake-llm", llm_cmd, log_dir, ready_port=("127.0.0.1", llm_port)))
-        yield StandIns(f"http://127.0.0.1:{mcp_port}/mcp", f"http://127.0.0.1:{llm_port}/v1")
+        children.append(start_child("mcp-server", mcp, log_dir, ready_port=("127.0.0.1", mcp_port)))
+        llm = robot_fleet_command(
+            "fake-llm", "--port", str(llm_port), "--chunk-latency", "0.002", "--log-level", "warning"
+        )
+        children.append(start_child("fake-llm", llm, log_dir, ready_port=("127.0.0.1", llm_port)))
+        console.print(f"MCP server {env['GITLAB_MCP_URL']}  model {env['OPENAI_BASE_URL']}", highlight=False)
+        worker = robot_fleet_command(
+            "worker", "--concurrency", str(DEMO_CONCURRENCY), "--without-mingle", "--without-gossip"
+        )
+        children.append(start_child("worker", worker, log_dir, env=env))
+        if flower:
+            port = free_port() if _busy(5555) else 5555
+            cmd = robot_fleet_command("flower", "--port", str(port))
+            children.append(start_child("flower", cmd, log_dir, env=env, ready_port=("127.0.0.1", port)))
+            console.print(f"Flower: http://127.0.0.1:{port}", highlight=False)
+        yield env
     finally:
         for child in reversed(children):
             child.stop()
+        console.print(f"stopped {len(children)} demo processes (logs in {log_dir})")
 
 
-def demo_settings(stand_ins: StandIns, output_dir: Path) -> Settings:
-    return Settings(
-        openai_api_key="demo-key",
-        openai_base_url=stand_ins.llm_url,
-        openai_model_writer="fake-writer",
-        gitlab_mcp_url=stand_ins.mcp_url,
-        gitlab_project_id=DEMO_PROJECT_ID,
-        gitlab_ref="main",
-        output_dir=output_dir,
-    )
+def _busy(port: int) -> bool:
+    from producer.procs import port_open
+
+    return port_open("127.0.0.1", port)
 
 
-async def _generate_all(specs: list[Spec], settings: Settings) -> list[WriterResult | RobotFleetError]:
-    config = WriterConfig.from_settings(settings)
-    client = build_client(settings)
-    model = OpenAIChatModel(client, settings.openai_model_writer, settings.writer_temperature)
-    cache = ContextCache()
-    limit = asyncio.Semaphore(DEMO_CONCURRENCY)
+def run_demo(console: Console, output_dir: Path, *, keep: bool = False) -> int:
+    base = Settings()
+    log_dir = (STATE_DIR / "logs" / time.strftime("%Y%m%d-%H%M%S")).resolve()
     try:
-        async with McpSession(settings.gitlab_mcp_url, settings.mcp_headers()) as toolset:
-            listing = await toolset.list_tools()
-
-            async def one(spec: Spec) -> WriterResult | RobotFleetError:
-                async with limit:
-                    try:
-                        return await generate(
-                            spec,
-                            config,
-                            model=model,
-                            toolset=toolset,
-                            listing=listing,
-                            cache=cache,
-                            sink=NullSink(),
-                        )
-                    except RobotFleetError as exc:
-                        return exc
-
-            return await asyncio.gather(*(one(spec) for spec in specs))
-    finally:
-        await client.close()
+        with (
+            demo_redis(base, console) as (redis_url, private),
+            demo_fleet(redis_url, log_dir, console, flower=keep) as env,
+        ):
+            settings = Settings(**{name.lower(): value for name, value in env.items()}, output_dir=output_dir)
+            plan = make_plan(settings, EXAMPLES / "specs", output_dir, "*.json", False, True)
+            print_plan(console, plan)
+            code = asyncio.run(run_batch(settings, plan, DEMO_BATCH, console))
+            _hints(console, redis_url, keep=keep, private=private)
+            if keep:
+                console.print("[bold]--keep:[/] everything stays up until Ctrl-C")
+                with contextlib.suppress(KeyboardInterrupt):
+                    while True:
+                        time.sleep(3600)
+            return code
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted: stopped everything the demo started[/]")
+        return 130
 
 
-def run_demo(console: Console, output_dir: Path, specs_dir: Path = EXAMPLES / "specs") -> int:
-    settings_probe = Settings()
-    specs: list[Spec] = []
-    for path in sorted(specs_dir.glob("*.json")):
-        try:
-            specs.append(load_spec_file(path, max_bytes=settings_probe.spec_max_bytes))
-        except RobotFleetError as exc:
-            console.print(f"[yellow]skipped[/] {exc.message}", highlight=False)
-    with tempfile.TemporaryDirectory(prefix="robot-fleet-demo-") as logs:
+def _hints(console: Console, redis_url: str, *, keep: bool, private: bool) -> None:
+    prefix = f"REDIS_URL={redis_url} "
+    when = (
+        " (while the demo runs: use --keep, the private Redis stops with it)" if private and not keep else ""
+    )
+    console.print(f"\nlook further{when}:", highlight=False)
+    console.print(f"  {prefix}robot-fleet status            # batches", highlight=False)
+    console.print(f"  {prefix}robot-fleet status <batch>    # its jobs", highlight=False)
+    console.print(f"  {prefix}robot-fleet logs <batch>:SHOP-130   # one job's model output", highlight=False)
+    if not keep:
         console.print(
-            f"starting the offline MCP server on {EXAMPLES / 'framework'} and the scripted model ..."
+            "  robot-fleet demo --keep        # keep the fleet (and Flower) up to look around",
+            highlight=False,
         )
-        with running_stand_ins(EXAMPLES / "framework", Path(logs)) as stand_ins:
-            console.print(f"MCP server {stand_ins.mcp_url}  model {stand_ins.llm_url}", highlight=False)
-            settings = demo_settings(stand_ins, output_dir)
-            console.print(f"generating {len(specs)} specs ...")
-            results = asyncio.run(_generate_all(specs, settings))
-    return _report(console, specs, results, output_dir)
-
-
-def _report(
-    console: Console, specs: list[Spec], results: list[WriterResult | RobotFleetError], out: Path
-) -> int:
-    table = Table(title=f"robot-fleet demo → {out}")
-    for column in ("spec", "file", "state", "rounds", "tool calls", "tokens"):
-        table.add_column(column)
-    failed = 0
-    for spec, result in zip(specs, results, strict=True):
-        if isinstance(result, RobotFleetError):
-            failed += 1
-            table.add_row(
-                spec.spec_id, spec.target_path, f"[red]{result.kind}[/]", "", "", result.message[:60]
-            )
-            continue
-        write_output(out, spec.target_path, result.robot_text)
-        tokens = result.usage.prompt_tokens + result.usage.completion_tokens
-        calls = str(sum(result.tool_calls.values()))
-        table.add_row(
-            spec.spec_id, spec.target_path, "[green]written[/]", str(result.rounds), calls, str(tokens)
-        )
-    console.print(table)
-    console.print(f"{len(specs) - failed} written, {failed} failed, under {out.resolve()}")
-    return 1 if failed else 0
