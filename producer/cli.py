@@ -157,12 +157,20 @@ def collect(
     output_dir: Annotated[
         Path | None, typer.Option("--output-dir", "-o", help="Override the batches' output tree.")
     ] = None,
+    reclaim_idle: Annotated[
+        float,
+        typer.Option(
+            "--reclaim-idle", help="Seconds before a dead collector's unacknowledged results are taken over."
+        ),
+    ] = 30.0,
 ) -> None:
     """Write finished results as .robot files (atomic), update the manifest, acknowledge."""
     from producer.fleet_cmds import collect as do_collect
     from producer.fleet_cmds import run_async
 
-    raise typer.Exit(run_async(do_collect(_settings(), batch, follow, output_dir, Console())))
+    raise typer.Exit(
+        run_async(do_collect(_settings(), batch, follow, output_dir, Console(), reclaim_idle_s=reclaim_idle))
+    )
 
 
 @app.command("worker", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -195,10 +195,16 @@ async def retry(settings: Settings, batch_id: str, job_id: str | None, kind: str
 
 
 async def collect(
-    settings: Settings, batch_id: str | None, follow: bool, output_dir: Path | None, console: Console
+    settings: Settings,
+    batch_id: str | None,
+    follow: bool,
+    output_dir: Path | None,
+    console: Console,
+    *,
+    reclaim_idle_s: float = 30.0,
 ) -> int:
     store = _store(settings)
-    collector = Collector(store, output_override=output_dir)
+    collector = Collector(store, output_override=output_dir, reclaim_idle_ms=int(reclaim_idle_s * 1000))
     try:
         while True:
             batch_ids = [batch_id] if batch_id else await store.batch_ids(limit=200)

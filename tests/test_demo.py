@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from producer.local_redis import free_port
 from producer.procs import port_open
 from tests.conftest import EXAMPLES
 from worker.spec import load_spec_file
@@ -26,14 +27,15 @@ def test_demo_generates_every_example_spec_that_dry_run_in_the_framework_and_sto
         capture_output=True,
         text=True,
         timeout=300,
-        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"},
     )
     assert done.returncode == 0, done.stdout + done.stderr
+    assert "starting a private redis-server" in done.stdout and (tmp_path / ".robot-fleet" / "redis").is_dir()
     specs = [load_spec_file(path, max_bytes=1 << 20) for path in sorted((EXAMPLES / "specs").glob("*.json"))]
     assert len(specs) >= 12
     for spec in specs:
         assert (out / spec.target_path).is_file(), spec.target_path
-    assert f"{len(specs)} written, 0 failed" in done.stdout
+    assert f"{len(specs)} generated, 0 failed, 0 rejected" in done.stdout
     ports = [
         int(word.rsplit(":", 1)[1].split("/")[0])
         for word in done.stdout.split()
