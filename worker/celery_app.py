@@ -19,10 +19,15 @@ settings = Settings()
 app = create_app(settings)
 
 
+QUIET_LOGGERS = ("httpx", "httpx2", "mcp.client.streamable_http")
+
+
 @after_setup_logger.connect
 def _mask_secrets_in_logs(logger: logging.Logger, **_: object) -> None:
     for handler in logger.handlers:
         handler.addFilter(RedactingFilter(settings))
+    for name in QUIET_LOGGERS:  # one INFO line per HTTP request drowns the job lines
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @worker_process_shutdown.connect

@@ -55,6 +55,7 @@ class RedisLogSink:
         self._progress = progress
         self._buffer: list[dict[str, str]] = []
         self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
         self.flushes = 0
 
     def emit(self, event: Event) -> None:
@@ -85,15 +86,17 @@ class RedisLogSink:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        # Stop the flusher between flushes, never inside one: a Redis command cancelled mid-flight
+        # can leave its connection out of step with the server.
+        self._stop.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._task
         await self.flush()
 
     async def _flush_forever(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_INTERVAL_S)
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=FLUSH_INTERVAL_S)
             await self.flush()
 
     async def flush(self) -> None:

@@ -28,6 +28,10 @@ from worker.errors import StoreUnavailable
 
 Redactor = Callable[[str], str]
 
+SOCKET_CONNECT_TIMEOUT_S = 5.0
+SOCKET_TIMEOUT_S = 30.0
+"""No Redis command may wait longer than this (blocking reads use at most a few seconds)."""
+
 ACTIVE_STATES = ("queued", "running", "retrying")
 FINAL_STATES = ("succeeded", "failed", "collected")
 
@@ -115,7 +119,13 @@ class Store:
 
     @classmethod
     def from_url(cls, url: str, redact: Redactor = _no_redact) -> Store:
-        client = aioredis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+        client = aioredis.Redis.from_url(
+            url,
+            decode_responses=True,
+            health_check_interval=30,
+            socket_connect_timeout=SOCKET_CONNECT_TIMEOUT_S,
+            socket_timeout=SOCKET_TIMEOUT_S,
+        )
         return cls(client, redact)
 
     async def close(self) -> None:
