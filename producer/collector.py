@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from producer.manifest import edited_by_a_person, file_sha256, locked_entries
-from producer.outputs import atomic_write_text
+from producer.outputs import atomic_write_text, sweep_temp_files
 from worker.spec import resolve_in_output
 from worker.store import ResultEntry, Store
 
@@ -117,6 +117,7 @@ class Collector:
         text = result["robot_text"]
         path = resolve_in_output(output_dir, target_path)
         with locked_entries(output_dir) as entries:
+            sweep_temp_files(path)  # safe: every write of this tree happens under the manifest lock
             if file_sha256(path) != _sha(text) and edited_by_a_person(entries, output_dir, target_path):
                 beside = path.with_name(path.name + NEW_SUFFIX)
                 atomic_write_text(beside, text)

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from producer.outputs import atomic_write_text
+from producer.outputs import atomic_write_text, sweep_temp_files
 
 MANIFEST_DIR = ".robot-fleet"
 MANIFEST_NAME = "manifest.json"
@@ -56,6 +56,7 @@ def locked_entries(output_dir: Path) -> Iterator[dict[str, dict[str, Any]]]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with (path.parent / ".lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        sweep_temp_files(path)
         entries = load_entries(output_dir)
         yield entries
         payload = {"version": MANIFEST_VERSION, "files": dict(sorted(entries.items()))}

@@ -27,6 +27,16 @@ def atomic_write_text(path: Path, text: str) -> None:
     _fsync_dir(path.parent)
 
 
+def sweep_temp_files(path: Path) -> list[Path]:
+    """Remove the temp files an interrupted `atomic_write_text` of `path` left behind.
+
+    Only call it where no other writer of `path` can be running (e.g. under a lock)."""
+    swept = sorted(path.parent.glob(f".{path.name}.*.tmp"))
+    for stale in swept:
+        stale.unlink(missing_ok=True)
+    return swept
+
+
 def _fsync_dir(directory: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(directory, os.O_RDONLY)

@@ -209,7 +209,8 @@ def test_killed_collector_resumes_with_no_file_lost_or_partial(fleet: Fleet, tmp
     assert len(jobs) == len(SPECS)
     for job in jobs:
         assert validate_suite((out / job["target_path"]).read_text(encoding="utf-8")).ok
-    assert not list(out.rglob("*.tmp")) and not list(out.rglob("*.new"))
+    assert not list(out.rglob("*.tmp")), "an interrupted write's temp file was swept"
+    assert not list(out.rglob("*.new")), "no file mistaken for a person's edit"
     assert len(load_entries(out)) == len(SPECS)
     assert fleet.redis.xpending(stream, keys.COLLECTOR_GROUP)["pending"] == 0
 
