@@ -3,6 +3,7 @@ server and the scripted model over HTTP, the CLI as a user runs it."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -280,3 +281,30 @@ def test_sprint_batch_yields_every_file_with_the_prefork_pool(prefork_fleet: Fle
     assert len({job["worker"] for job in jobs}) == 2, "both prefork children ran jobs, each with its own loop"
     for job in jobs:
         assert validate_suite((out / job["target_path"]).read_text(encoding="utf-8")).ok
+
+
+def test_workers_send_throttled_progress_events_with_round_and_tool(fleet: Fleet, tmp_path: Path) -> None:
+    from worker.celery_config import create_app
+    from worker.settings import Settings
+
+    app = create_app(Settings(redis_url=fleet.env["REDIS_URL"]))
+    events: list[dict] = []
+    with app.connection() as connection:
+        receiver = app.events.Receiver(connection, handlers={"task-progress": events.append})
+        capture = threading.Thread(
+            target=lambda: receiver.capture(limit=None, timeout=None, wakeup=False), daemon=True
+        )
+        capture.start()
+        time.sleep(1.0)
+        directory = spec_dir(
+            tmp_path, [], {"E-1.json": fault_spec("E-1", chunk_latency=0.02, tool_calls="whole")}
+        )
+        done = fleet.cli("run", str(directory), "--batch", "t-events", "--output-dir", str(tmp_path / "out"))
+        assert done.returncode == 0, done.stdout
+        receiver.should_stop = True
+        capture.join(timeout=10)
+    assert events, "at least one task-progress event during a multi-second job"
+    assert all({"round", "tool", "tokens"} <= set(event) for event in events)
+    assert max(event["round"] for event in events) >= 1
+    stamps = sorted(event["at"] for event in events)
+    assert all(later - earlier >= 0.9 for earlier, later in itertools.pairwise(stamps)), "throttled to 1/s"
