@@ -119,8 +119,9 @@ def run_demo(console: Console, output_dir: Path, *, keep: bool = False) -> int:
             settings = Settings(**{name.lower(): value for name, value in env.items()}, output_dir=output_dir)
             plan = make_plan(settings, EXAMPLES / "specs", output_dir, "*.json", False, True)
             print_plan(console, plan)
-            code = asyncio.run(run_batch(settings, plan, DEMO_BATCH, console))
-            _hints(console, redis_url, keep=keep, private=private)
+            batches: list[str] = []
+            code = asyncio.run(run_batch(settings, plan, DEMO_BATCH, console, on_batch=batches.append))
+            _hints(console, redis_url, batches[0] if batches else "<batch>", keep=keep, private=private)
             if keep:
                 console.print("[bold]--keep:[/] everything stays up until Ctrl-C")
                 with contextlib.suppress(KeyboardInterrupt):
@@ -132,15 +133,17 @@ def run_demo(console: Console, output_dir: Path, *, keep: bool = False) -> int:
         return 130
 
 
-def _hints(console: Console, redis_url: str, *, keep: bool, private: bool) -> None:
+def _hints(console: Console, redis_url: str, batch_id: str, *, keep: bool, private: bool) -> None:
     prefix = f"REDIS_URL={redis_url} "
     when = (
         " (while the demo runs: use --keep, the private Redis stops with it)" if private and not keep else ""
     )
     console.print(f"\nlook further{when}:", highlight=False)
     console.print(f"  {prefix}robot-fleet status            # batches", highlight=False)
-    console.print(f"  {prefix}robot-fleet status <batch>    # its jobs", highlight=False)
-    console.print(f"  {prefix}robot-fleet logs <batch>:SHOP-130   # one job's model output", highlight=False)
+    console.print(f"  {prefix}robot-fleet status {batch_id}    # its jobs", highlight=False)
+    console.print(
+        f"  {prefix}robot-fleet logs {batch_id}:SHOP-130   # one job's model output", highlight=False
+    )
     if not keep:
         console.print(
             "  robot-fleet demo --keep        # keep the fleet (and Flower) up to look around",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -75,10 +76,18 @@ def make_plan(
     )
 
 
-async def run_batch(settings: Settings, plan: Plan, batch_name: str | None, console: Console) -> int:
+async def run_batch(
+    settings: Settings,
+    plan: Plan,
+    batch_name: str | None,
+    console: Console,
+    on_batch: Callable[[str], None] | None = None,
+) -> int:
     batch_id = await enqueue(settings, plan, batch_name, console)
     if batch_id is None:
         return 1 if plan.rejected else 0
+    if on_batch is not None:
+        on_batch(batch_id)
     store = _store(settings)
     try:
         view, collected = await follow_batch(store, batch_id, console, collector=Collector(store))
