@@ -93,7 +93,7 @@ async def _sleep(seconds: float) -> None:
 
 def jobs_table(view: BatchView, title: str) -> Table:
     table = Table(title=title, show_lines=False)
-    for column in ("spec", "state", "att.", "rounds", "tokens", "time", "error / output"):
+    for column in ("spec", "state", "att.", "rounds", "grounding", "tokens", "time", "error / output"):
         table.add_column(column, overflow="fold")
     for job in view.jobs:
         state = job.get("state", "?")
@@ -108,8 +108,17 @@ def jobs_table(view: BatchView, title: str) -> Table:
         if job.get("error_kind"):
             note = f"[red]{job['error_kind']}[/]: {job.get('error_message', '')[:160]}"
         table.add_row(job.get("spec_id", ""), f"[{style}]{state}[/]" if style else state, job.get("attempt", "0"),
-                      job.get("rounds", ""), f"{tokens:,}" if tokens else "", duration, note)  # fmt: skip
+                      job.get("rounds", ""), grounding_cell(job), f"{tokens:,}" if tokens else "", duration, note)  # fmt: skip
     return table
+
+
+def grounding_cell(job: dict[str, str]) -> str:
+    """Calls resolved / total, and how many could only be left unverified (library not installed)."""
+    if not job.get("grounded_calls"):
+        return ""
+    cell = f"{job['grounded_resolved']}/{job['grounded_calls']}"
+    unverified = int(job.get("grounded_unverified") or 0)
+    return f"{cell} ({unverified} unverified)" if unverified else cell
 
 
 def describe_output(collected: list[Collected], output_dir: Path | None) -> list[str]:

@@ -99,7 +99,11 @@ async def execute_job(services: Services, job_id: str, *, last_try: bool, progre
 
 
 def _fields(result: WriterResult) -> dict[str, Any]:
+    grounding = result.grounding
     return {
+        "grounded_calls": grounding.calls if grounding else "",
+        "grounded_resolved": grounding.resolved if grounding else "",
+        "grounded_unverified": grounding.unverified if grounding else "",
         "rounds": result.rounds,
         "repairs": result.repairs,
         "tool_calls": sum(result.tool_calls.values()),
@@ -114,6 +118,7 @@ def _result_payload(result: WriterResult) -> dict[str, Any]:
     return {
         "robot_text": result.robot_text,
         "diagnostics": list(result.diagnostics),
+        "grounding": result.grounding.summary() if result.grounding else None,
         "tool_calls": result.tool_calls,
         **_fields(result),
     }

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from worker.agent.context import ContextCache
 from worker.agent.events import Event, EventKind, EventSink
+from worker.agent.grounding import Grounder
 from worker.agent.loop import WriterLimits, WriterResult, write_suite
 from worker.agent.model import ChatModel
 from worker.agent.tools import GuardedTools, ToolPolicy, Toolset, ToolSpec
@@ -24,6 +25,8 @@ from worker.spec import Spec
 class WriterConfig:
     policy: ToolPolicy
     limits: WriterLimits
+    grounding: bool = True
+    """Check keyword calls, argument counts and resources against the repository (issue: grounding)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WriterConfig:
@@ -68,7 +71,11 @@ async def generate(
                     {"paths": len(context.paths), "fetched": fetched, "tools": tools.names},
                 )
             )
-            return await write_suite(spec, context, model, tools, sink, limits)
+            grounder = Grounder(
+                lambda path: cache.read_file(tools, config.policy.project_id, config.policy.ref, path)
+            )
+            check = (lambda text: grounder.check(text, spec.target_path)) if config.grounding else None
+            return await write_suite(spec, context, model, tools, sink, limits, check)
     except TimeoutError as exc:
         if not deadline.expired():
             raise

@@ -130,6 +130,21 @@ def _file_text(text: str, where: str) -> str:
     return text
 
 
+async def _read_text(tools: GuardedTools, path: str) -> str | None:
+    outcome = await tools.call_pinned("get_file_contents", {"file_path": path})
+    if outcome.is_error:
+        if "not found" in outcome.text.lower() or "404" in outcome.text:
+            return None
+        raise ToolServerUnavailable(f"reading {path} failed: {outcome.text}")
+    try:
+        data = json.loads(outcome.text)
+    except ValueError:
+        return outcome.text
+    if isinstance(data, dict) and isinstance(data.get("content"), str):
+        return None if data.get("encoding") == "base64" else data["content"]
+    return outcome.text
+
+
 async def fetch_context(tools: GuardedTools, project_id: str, ref: str | None) -> RepoContext:
     walker = _TreeWalker(tools)
     convention, paths = await asyncio.gather(fetch_convention(tools, ref), walker.walk())
@@ -153,6 +168,7 @@ class ContextCache:
 
     def __init__(self, ttl_s: float = DEFAULT_CONTEXT_TTL_S) -> None:
         self._ttl_s = ttl_s
+        self._files: dict[tuple[str, str | None, str], tuple[float, str | None]] = {}
         self._contexts: dict[tuple[str, str | None], RepoContext] = {}
         self._locks: dict[tuple[str, str | None], asyncio.Lock] = {}
 
@@ -175,5 +191,23 @@ class ContextCache:
             return context
         return None
 
+    async def read_file(self, tools: GuardedTools, project_id: str, ref: str | None, path: str) -> str | None:
+        """A repository text file (None when missing or binary), cached per (project, ref, path).
+
+        Concurrent readers of one path share a single fetch."""
+        key = (project_id, ref, path)
+        cached = self._files.get(key)
+        if cached is not None and time.monotonic() - cached[0] < self._ttl_s:
+            return cached[1]
+        lock = self._locks.setdefault(("file", *key), asyncio.Lock())  # type: ignore[arg-type]
+        async with lock:
+            cached = self._files.get(key)
+            if cached is not None and time.monotonic() - cached[0] < self._ttl_s:
+                return cached[1]
+            text = await _read_text(tools, path)
+            self._files[key] = (time.monotonic(), text)
+            return text
+
     def clear(self) -> None:
+        self._files.clear()
         self._contexts.clear()

@@ -11,11 +11,13 @@ import asyncio
 import json
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from worker.agent.context import RepoContext
 from worker.agent.events import Event, EventKind, EventSink
+from worker.agent.grounding import Grounding
 from worker.agent.model import ChatModel
 from worker.agent.output import Validation, check_answer
 from worker.agent.prompt import initial_messages, repair_message
@@ -34,6 +36,10 @@ class WriterLimits:
     timeout_s: float = 600.0
 
 
+SuiteCheck = Callable[[str], Awaitable[Grounding]]
+"""Checks a parsed suite against the target repository (grounding); None skips the check."""
+
+
 @dataclass(frozen=True)
 class WriterResult:
     robot_text: str
@@ -44,6 +50,7 @@ class WriterResult:
     diagnostics: tuple[str, ...]
     """Every diagnostic sent back to the model in repair turns, in order."""
     duration_s: float
+    grounding: Grounding | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,7 @@ class _Run:
     sink: EventSink
     limits: WriterLimits
     messages: list[dict[str, Any]]
+    check: SuiteCheck | None = None
     started: float = field(default_factory=time.monotonic)
     rounds: int = 0
     repairs: int = 0
@@ -87,12 +95,14 @@ async def write_suite(
     tools: GuardedTools,
     sink: EventSink,
     limits: WriterLimits,
+    check: SuiteCheck | None = None,
 ) -> WriterResult:
     """Run the writer for one spec; raise a `RobotFleetError` when it cannot produce a valid suite.
 
-    The wall-clock budget (`limits.timeout_s`) is enforced by the caller around the whole job.
+    A suite that parses is then checked by `check` (grounding); its diagnostics feed the same
+    bounded repair turns. The wall-clock budget is enforced by the caller around the whole job.
     """
-    run = _Run(spec, model, tools, sink, limits, initial_messages(context, spec))
+    run = _Run(spec, model, tools, sink, limits, initial_messages(context, spec), check)
     return await _loop(run)
 
 
@@ -105,7 +115,11 @@ async def _loop(run: _Run) -> WriterResult:
             case RunTools(calls):
                 await _run_tools(run, turn.text, calls)
             case FinalAnswer(validation):
-                return _result(run, validation.text)
+                grounding = await run.check(validation.text) if run.check is not None else None
+                if grounding is None or grounding.ok:
+                    return _result(run, validation.text, grounding)
+                run.sink.emit(Event(EventKind.INFO, "grounding failed", {"grounding": grounding.summary()}))
+                _ask_for_repair(run, turn.text, Validation(validation.text, grounding.diagnostics))
             case NeedsRepair(validation):
                 _ask_for_repair(run, turn.text, validation)
     raise RoundsExhausted(
@@ -192,8 +206,15 @@ def _ask_for_repair(run: _Run, answer: str, validation: Validation) -> None:
     run.messages.append({"role": "user", "content": repair_message(list(validation.diagnostics))})
 
 
-def _result(run: _Run, robot_text: str) -> WriterResult:
+def _result(run: _Run, robot_text: str, grounding: Grounding | None) -> WriterResult:
+    if grounding is not None:
+        run.sink.emit(
+            Event(
+                EventKind.INFO, f"grounded: {grounding.resolved}/{grounding.calls} calls", grounding.summary()
+            )
+        )
     return WriterResult(
+        grounding=grounding,
         robot_text=robot_text,
         rounds=run.rounds,
         repairs=run.repairs,
