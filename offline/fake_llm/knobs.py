@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 
 TOOL_CALL_MODES = ("split", "whole", "parallel")
 QUIRKS = ("thinking", "index0", "empty_ids", "missing_index", "args_object", "stop_with_tools")
-DRAFTS = ("none", "syntax", "unknown_keyword")
+DRAFTS = ("none", "syntax", "unknown_keyword", "wrong_args", "missing_resource")
 NO_ANSWERS = ("none", "empty", "loop")
 FAIL_STATUSES = (429, 500, 400)
 _TRUE = {"1", "true", "yes", "on"}

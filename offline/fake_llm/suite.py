@@ -143,7 +143,9 @@ def _test(case: Case, name: str, pre: Sequence[str], keywords: Sequence[Keyword]
 
 
 def build_suite(spec: Mapping[str, Any], knowledge: Knowledge, draft: str = "none") -> str:
-    """The suite text; `draft` "syntax" or "unknown_keyword" breaks it the way a sloppy model would."""
+    """The suite text; a `draft` other than "none" breaks it the way a sloppy model would: "syntax",
+    "unknown_keyword", "wrong_args" (a keyword called without its required arguments) or
+    "missing_resource" (an import of a resource file that does not exist)."""
     data = flat_data(spec.get("data"))
     keywords = knowledge.keywords
     pre = [str(p) for p in _as_list(spec.get("preconditions")) if best_keyword(str(p), keywords)]
@@ -153,11 +155,19 @@ def build_suite(spec: Mapping[str, Any], knowledge: Knowledge, draft: str = "non
         body = _test(case, escape(name), pre, keywords, data)
         if draft == "unknown_keyword" and index == 0:
             body.insert(3, f"{SEP}{_unknown_keyword(keywords)}")
+        needy = next((k for k in keywords if k.required > 0), None)
+        if draft == "wrong_args" and index == 0 and needy is not None:
+            body.insert(3, f"{SEP}{needy.name}")
         lines += [*body, ""]
     text = "\n".join(lines).rstrip() + "\n"
+    if draft == "missing_resource":
+        text = text.replace("*** Settings ***\n", f"*** Settings ***\nResource{SEP}{MISSING_RESOURCE}\n", 1)
     if draft == "syntax":
         text = f"{DRAFT_CHATTER}\n" + text.replace("*** Test Cases ***", BROKEN_HEADER)
     return text
+
+
+MISSING_RESOURCE = "resources/shared_steps.resource"
 
 
 def _unknown_keyword(keywords: Sequence[Keyword]) -> str:
