@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
     [
         (
             "unknown_keyword",
-            r"line \d+: No keyword named 'Verify Everything Went Fine' in the suite, its resources or its libraries\\.",
+            r"line \d+: No keyword named 'Verify Everything Went Fine' in the suite, its resources or its libraries\.",
         ),
         (
             "wrong_args",
