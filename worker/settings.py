@@ -75,6 +75,14 @@ class Settings(BaseSettings):
     """Tool results longer than this are cut, with a marker, before the model sees them."""
     spec_max_bytes: int = Field(DEFAULT_SPEC_MAX_BYTES, ge=1024)
     """Spec files larger than this are rejected."""
+    writer_grounding: bool = True
+    """Check keyword calls, argument counts, resources and the convention's rules before accepting."""
+    writer_format: bool = True
+    """Format accepted suites with Robocop's formatter so they look like the team's own."""
+    robocop_threshold: str = Field("E", pattern="^[EWIewi]$")
+    """Lowest Robocop severity that sends a suite back for repair: E (errors), W or I."""
+    robocop_ignore: str = ""
+    """Comma-separated Robocop rule ids or names never reported (whitespace rules: the formatter fixes them)."""
 
     @field_validator("openai_base_url", "gitlab_ref", mode="before")
     @classmethod

@@ -30,7 +30,9 @@ def run(
 ):
     toolset = toolset or DictToolset(dict(FILES))
     model = ScriptedModel(turns)
-    config = WriterConfig(ToolPolicy(project_id="42", ref="main"), WriterLimits(**limits))
+    config = WriterConfig(
+        ToolPolicy(project_id="42", ref="main"), WriterLimits(**limits), format_output=False
+    )
     spec = parse_spec(b'{"id": "A-1", "title": "works"}', source="A-1.json", max_bytes=10_000)
 
     async def go() -> WriterResult:
@@ -135,3 +137,10 @@ def test_events_cover_round_tool_call_result_and_text() -> None:
         EventKind.INFO,
     } <= kinds
     assert sink.of(EventKind.TOOL_CALL)[0].data["arguments"] == {"file_path": "tests/a.robot"}
+
+
+def test_spec_id_from_the_file_name_is_shown_to_the_model() -> None:
+    from worker.agent.prompt import user_message
+
+    spec = parse_spec(b'{"title": "no id"}', source="specs/SHOP-143_spec.json", max_bytes=10_000)
+    assert '"id": "SHOP-143"' in user_message(spec)

@@ -14,7 +14,7 @@ from typing import Any
 from worker.agent.context import CONVENTION_PATH, RepoContext
 from worker.spec import Spec
 
-PROMPT_VERSION = "1"
+PROMPT_VERSION = "2"
 MAX_TREE_LINES = 1500
 
 SYSTEM_RULES = """\
@@ -49,7 +49,9 @@ def system_message(context: RepoContext) -> str:
 
 
 def user_message(spec: Spec) -> str:
-    spec_json = json.dumps(spec.data, ensure_ascii=False, indent=2)
+    # The id may come from the file name only: the model must see it to name and tag the tests.
+    shown = spec.data if "id" in spec.data or "key" in spec.data else {"id": spec.spec_id, **spec.data}
+    spec_json = json.dumps(shown, ensure_ascii=False, indent=2)
     return (
         f"Write the Robot Framework suite for spec {spec.spec_id}.\n"
         f"It will be saved as `{spec.target_path}` in the repository.\n\n"
