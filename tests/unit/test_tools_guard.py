@@ -62,3 +62,10 @@ def test_slow_tool_times_out_as_a_message() -> None:
     toolset = DictToolset({"a": "b"}, delay_s=0.5)
     outcome = asyncio.run(guard(toolset, timeout_s=0.05).call("get_file_contents", '{"file_path": "a"}'))
     assert outcome.is_error and "timed out" in outcome.text
+
+
+def test_code_reads_get_whole_results_only_the_model_sees_them_cut() -> None:
+    toolset = DictToolset({"big.resource": "y" * 5000})
+    tools = guard(toolset, max_result_chars=1000)
+    whole = asyncio.run(tools.call_pinned("get_file_contents", {"file_path": "big.resource"}))
+    assert "truncated" not in whole.text and json.loads(whole.text)["content"] == "y" * 5000

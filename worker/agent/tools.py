@@ -99,17 +99,20 @@ class GuardedTools:
             return ToolOutcome(f"Error: the arguments are not valid JSON ({exc}); send a JSON object.", True)
         if not isinstance(arguments, dict):
             return ToolOutcome("Error: the arguments must be a JSON object.", is_error=True)
-        return await self.call_pinned(name, arguments)
+        return await self.call_pinned(name, arguments, for_model=True)
 
-    async def call_pinned(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
-        """Call with project/ref pinned, a timeout and the size limit (used by code too)."""
+    async def call_pinned(
+        self, name: str, arguments: dict[str, Any], *, for_model: bool = False
+    ) -> ToolOutcome:
+        """Call with project/ref pinned and a timeout. Results for the model are cut to the size
+        limit (its context is precious); code reading a file or a tree page gets it whole."""
         pinned = self._pin(name, arguments)
         try:
             async with asyncio.timeout(self._policy.timeout_s):
                 outcome = await self._toolset.call_tool(name, pinned)
         except TimeoutError:
             return ToolOutcome(f"Error: {name} timed out after {self._policy.timeout_s:g}s.", is_error=True)
-        return ToolOutcome(self._truncate(outcome.text), outcome.is_error)
+        return ToolOutcome(self._truncate(outcome.text), outcome.is_error) if for_model else outcome
 
     def _pin(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
         schema = self._specs[name].input_schema if name in self._specs else {}
