@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -71,7 +71,7 @@ async def follow_batch(
             if collector is not None:
                 collected += await collector.step([batch_id], block_ms=POLL_BLOCK_MS)
             else:
-                await _sleep(POLL_BLOCK_MS / 1000)
+                await asyncio.sleep(POLL_BLOCK_MS / 1000)
             view = await load_view(store, batch_id)
             counts = view.counts
             done = counts["collected"] + counts["failed"] + (counts["succeeded"] if collector is None else 0)
@@ -83,12 +83,6 @@ async def follow_batch(
             progress.update(bar, completed=done, detail=detail)
             if done >= len(view.jobs) or (deadline is not None and time.monotonic() > deadline):
                 return view, collected
-
-
-async def _sleep(seconds: float) -> None:
-    import asyncio
-
-    await asyncio.sleep(seconds)
 
 
 def jobs_table(view: BatchView, title: str) -> Table:
@@ -119,13 +113,3 @@ def grounding_cell(job: dict[str, str]) -> str:
     cell = f"{job['grounded_resolved']}/{job['grounded_calls']}"
     unverified = int(job.get("grounded_unverified") or 0)
     return f"{cell} ({unverified} unverified)" if unverified else cell
-
-
-def describe_output(collected: list[Collected], output_dir: Path | None) -> list[str]:
-    lines = [
-        f"{item.path}" + ("  (edited file kept; new version beside it)" if item.beside else "")
-        for item in collected
-    ]
-    if output_dir is not None:
-        lines.append(f"output tree: {output_dir}")
-    return lines

@@ -12,7 +12,6 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,10 +120,3 @@ def redis_answers(url: str, timeout: float = 0.5) -> bool:
         return False
     finally:
         client.close()
-
-
-@contextlib.contextmanager
-def running_redis(directory: Path, **options: object) -> Iterator[LocalRedis]:
-    server = LocalRedis(directory=directory, **options)  # type: ignore[arg-type]
-    with server:
-        yield server

@@ -59,10 +59,6 @@ class Child:
         self.signal(signal.SIGKILL)
         return self.process.returncode
 
-    def kill(self) -> None:
-        self.signal(signal.SIGKILL)
-        self.process.wait()
-
 
 def start_child(
     name: str,

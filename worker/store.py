@@ -32,9 +32,6 @@ SOCKET_CONNECT_TIMEOUT_S = 5.0
 SOCKET_TIMEOUT_S = 30.0
 """No Redis command may wait longer than this (blocking reads use at most a few seconds)."""
 
-ACTIVE_STATES = ("queued", "running", "retrying")
-FINAL_STATES = ("succeeded", "failed", "collected")
-
 _CLAIM = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {-1, ''} end

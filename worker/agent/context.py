@@ -105,31 +105,6 @@ def _parse_tree_page(text: str) -> tuple[list[dict[str, Any]], str | None]:
     raise ToolServerUnavailable(f"get_repository_tree returned an unexpected shape: {text[:200]!r}")
 
 
-async def fetch_convention(tools: GuardedTools, ref: str | None) -> str:
-    outcome = await tools.call_pinned("get_file_contents", {"file_path": CONVENTION_PATH})
-    where = f"{CONVENTION_PATH} at ref {ref or '(default branch)'}"
-    if outcome.is_error:
-        if "not found" in outcome.text.lower() or "404" in outcome.text:
-            raise ConventionMissing(
-                f"{where} is missing from the repository; the writer cannot follow the team's conventions"
-            )
-        raise ToolServerUnavailable(f"reading {where} failed: {outcome.text}")
-    return _file_text(outcome.text, where)
-
-
-def _file_text(text: str, where: str) -> str:
-    """get_file_contents answers a JSON object with decoded text; accept plain text too."""
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return text
-    if isinstance(data, dict) and isinstance(data.get("content"), str):
-        if data.get("encoding") == "base64":
-            raise ConventionMissing(f"{where} is not a text file")
-        return data["content"]
-    return text
-
-
 async def _read_text(tools: GuardedTools, path: str) -> str | None:
     outcome = await tools.call_pinned("get_file_contents", {"file_path": path})
     if outcome.is_error:
@@ -143,6 +118,16 @@ async def _read_text(tools: GuardedTools, path: str) -> str | None:
     if isinstance(data, dict) and isinstance(data.get("content"), str):
         return None if data.get("encoding") == "base64" else data["content"]
     return outcome.text
+
+
+async def fetch_convention(tools: GuardedTools, ref: str | None) -> str:
+    text = await _read_text(tools, CONVENTION_PATH)
+    if text is None:
+        raise ConventionMissing(
+            f"{CONVENTION_PATH} at ref {ref or '(default branch)'} is missing from the repository (or is not "
+            "a text file); the writer cannot follow the team's conventions"
+        )
+    return text
 
 
 async def fetch_context(tools: GuardedTools, project_id: str, ref: str | None) -> RepoContext:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from robot.api import get_model
 from robot.running import TestSuite
@@ -38,7 +39,9 @@ class Rules:
     forbidden_keywords: tuple[str, ...] = field(default_factory=tuple)
 
 
+@lru_cache(maxsize=16)
 def rules_from(convention: str) -> Rules:
+    """The rules this convention states (cached: every job of a process reads the same text)."""
     lines = convention.splitlines()
     text = " ".join(convention.split()).lower()
     required = [

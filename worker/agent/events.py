@@ -33,11 +33,6 @@ class EventSink(Protocol):
     def emit(self, event: Event) -> None: ...
 
 
-class NullSink:
-    def emit(self, event: Event) -> None:
-        return None
-
-
 class ListSink:
     """Keeps every event; for tests and for callers that want the whole transcript."""
 

@@ -63,10 +63,6 @@ class GuardedTools:
         self._policy = policy
         self._specs = {spec.name: spec for spec in specs if spec.name in policy.allowed}
 
-    @classmethod
-    def from_listing(cls, toolset: Toolset, listing: Iterable[ToolSpec], policy: ToolPolicy) -> GuardedTools:
-        return cls(toolset, listing, policy)
-
     @property
     def names(self) -> list[str]:
         return sorted(self._specs)
