@@ -236,7 +236,14 @@ def test_flower_lists_the_batch_tasks_with_spec_ids_and_states(fleet: Fleet, tmp
     flower = start_child("flower", robot_fleet_command("flower", "--port", str(port)), fleet.log_dir,
                          env={**fleet.env, "FLOWER_BASIC_AUTH": "qa:s3cret-flower"}, ready_port=("127.0.0.1", port))  # fmt: skip
     try:
-        time.sleep(1.0)  # let Flower subscribe to the event stream before the batch starts
+        # Flower must be receiving events before the batch starts (task args come with task-received):
+        # it is once it has seen the worker's heartbeat.
+        deadline = time.monotonic() + 30
+        while not httpx.get(
+            f"http://127.0.0.1:{port}/api/workers", auth=("qa", "s3cret-flower"), timeout=5
+        ).json():
+            assert time.monotonic() < deadline, "Flower never saw the worker"
+            time.sleep(0.5)
         directory = spec_dir(
             tmp_path, SPECS[:3], {"P-9.json": fault_spec("P-9", fail_first=9, fail_status=400)}
         )
