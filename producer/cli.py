@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 
 from offline.fake_llm.cli import serve as fake_llm_serve
 from offline.gitlab_mcp.cli import serve as mcp_serve
+
+T = TypeVar("T")
 
 app = typer.Typer(
     name="robot-fleet",
@@ -32,6 +35,20 @@ Pattern = Annotated[str, typer.Option("--pattern", help="Glob of spec files in S
 Recursive = Annotated[bool, typer.Option("--recursive", "-r", help="Look in sub-directories too.")]
 Force = Annotated[bool, typer.Option("--force", help="Regenerate specs whose output is up to date.")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Validate and show the plan; enqueue nothing.")]
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine; a failure it can explain becomes one line and exit code 1."""
+    import asyncio
+
+    from worker.errors import RobotFleetError
+
+    try:
+        return asyncio.run(coro)
+    except RobotFleetError as exc:
+        hint = " (is REDIS_URL right and Redis running?)" if exc.kind == "store_unavailable" else ""
+        Console(stderr=True).print(f"[red]error ({exc.kind}):[/] {exc.message}{hint}", highlight=False)
+        raise typer.Exit(1) from exc
 
 
 def _settings():
@@ -79,13 +96,12 @@ def enqueue(
 ) -> None:
     """Validate a directory of specs and queue one job per valid spec; print the batch id."""
     from producer.fleet_cmds import enqueue as do_enqueue
-    from producer.fleet_cmds import run_async
 
     console = Console()
     plan = _plan_or_exit(specs_dir, output_dir, pattern, recursive, force, console)
     if dry_run:
         raise typer.Exit(1 if plan.rejected else 0)
-    batch_id = run_async(do_enqueue(_settings(), plan, batch, console))
+    batch_id = _run(do_enqueue(_settings(), plan, batch, console))
     if batch_id:
         typer.echo(batch_id)
     raise typer.Exit(1 if plan.rejected else 0)
@@ -102,13 +118,13 @@ def run(
     dry_run: DryRun = False,
 ) -> None:
     """Enqueue a directory of specs, follow the batch while collecting its files, print a summary."""
-    from producer.fleet_cmds import run_async, run_batch
+    from producer.fleet_cmds import run_batch
 
     console = Console()
     plan = _plan_or_exit(specs_dir, output_dir, pattern, recursive, force, console)
     if dry_run:
         raise typer.Exit(1 if plan.rejected else 0)
-    raise typer.Exit(run_async(run_batch(_settings(), plan, batch, console)))
+    raise typer.Exit(_run(run_batch(_settings(), plan, batch, console)))
 
 
 @app.command("status")
@@ -117,10 +133,9 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Recent batches, or one batch's jobs with state, attempts, rounds, tokens and errors."""
-    from producer.fleet_cmds import run_async
     from producer.fleet_cmds import status as do_status
 
-    raise typer.Exit(run_async(do_status(_settings(), batch, as_json, Console(soft_wrap=as_json))))
+    raise typer.Exit(_run(do_status(_settings(), batch, as_json, Console(soft_wrap=as_json))))
 
 
 @app.command("logs")
@@ -130,9 +145,8 @@ def logs(
 ) -> None:
     """Replay a job's log (model text, thinking, tool calls, diagnostics); follow it live."""
     from producer.fleet_cmds import logs as do_logs
-    from producer.fleet_cmds import run_async
 
-    raise typer.Exit(run_async(do_logs(_settings(), job, follow, Console())))
+    raise typer.Exit(_run(do_logs(_settings(), job, follow, Console())))
 
 
 @app.command("retry")
@@ -143,11 +157,10 @@ def retry(
 ) -> None:
     """Send failed jobs again as a new attempt; the older attempt can no longer write its result."""
     from producer.fleet_cmds import retry as do_retry
-    from producer.fleet_cmds import run_async
 
     if kind not in ("retryable", "permanent", "all"):
         raise typer.BadParameter("expected retryable, permanent or all", param_hint="--kind")
-    raise typer.Exit(run_async(do_retry(_settings(), batch, job, kind, Console())))
+    raise typer.Exit(_run(do_retry(_settings(), batch, job, kind, Console())))
 
 
 @app.command("collect")
@@ -166,10 +179,9 @@ def collect(
 ) -> None:
     """Write finished results as .robot files (atomic), update the manifest, acknowledge."""
     from producer.fleet_cmds import collect as do_collect
-    from producer.fleet_cmds import run_async
 
     raise typer.Exit(
-        run_async(do_collect(_settings(), batch, follow, output_dir, Console(), reclaim_idle_s=reclaim_idle))
+        _run(do_collect(_settings(), batch, follow, output_dir, Console(), reclaim_idle_s=reclaim_idle))
     )
 
 

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
+from kombu.exceptions import OperationalError
 
 from producer.manifest import is_up_to_date, load_entries
 from worker.agent.prompt import PROMPT_VERSION
 from worker.celery_config import QUEUE, TASK_NAME
-from worker.errors import SpecError
+from worker.errors import SpecError, StoreUnavailable
 from worker.settings import Settings
 from worker.spec import Spec, find_conflicts, load_spec_file
 from worker.store import Store
@@ -158,5 +159,8 @@ def _job_record(job_id: str, batch_id: str, spec: Spec, now: float, inputs: dict
 
 def send_job(app: Celery, job_id: str, spec_id: str) -> str:
     """One task for one job; its arguments show the spec id only (in Flower), never the spec."""
-    result = app.send_task(TASK_NAME, args=[job_id], queue=QUEUE, argsrepr=repr(spec_id), kwargsrepr="{}")
+    try:
+        result = app.send_task(TASK_NAME, args=[job_id], queue=QUEUE, argsrepr=repr(spec_id), kwargsrepr="{}")
+    except OperationalError as exc:
+        raise StoreUnavailable(f"could not queue job {job_id}: {exc}") from exc
     return str(result.id)

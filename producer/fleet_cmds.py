@@ -5,7 +5,6 @@ Each reads the settings it is given, talks to Redis through the store, and retur
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -228,7 +227,3 @@ async def collect(
         return 1
     finally:
         await store.close()
-
-
-def run_async(coro: object) -> int:
-    return asyncio.run(coro)  # type: ignore[arg-type]
