@@ -13,7 +13,7 @@ from producer.procs import Child, robot_fleet_command, start_child
 from tests.conftest import EXAMPLES
 from worker.agent.context import fetch_context
 from worker.agent.tools import GuardedTools, ToolPolicy
-from worker.errors import ConventionMissing, ToolServerRejected, ToolServerUnavailable
+from worker.errors import ConfigError, ConventionMissing, ToolServerRejected, ToolServerUnavailable
 from worker.mcp_tools import McpSession
 
 pytestmark = pytest.mark.integration
@@ -28,10 +28,12 @@ def serve(tmp_path: Path, port: int, repo: Path = EXAMPLES / "framework", *extra
     return start_child(f"mcp-{port}", args, tmp_path, ready_port=("127.0.0.1", port))
 
 
-async def read_convention(url: str, headers: dict[str, str], wait: float = 5.0) -> str:
+async def read_convention(
+    url: str, headers: dict[str, str], wait: float = 5.0, project: str = "42", ref: str = "main"
+) -> str:
     async with McpSession(url, headers, connect_wait_s=wait) as session:
-        tools = GuardedTools(session, await session.list_tools(), ToolPolicy(project_id="42", ref="main"))
-        return (await fetch_context(tools, "42", "main")).convention
+        tools = GuardedTools(session, await session.list_tools(), ToolPolicy(project_id=project, ref=ref))
+        return (await fetch_context(tools, project, ref)).convention
 
 
 @pytest.mark.parametrize(
@@ -115,5 +117,20 @@ def test_rate_limited_server_is_retryable_with_retry_after(tmp_path: Path) -> No
             asyncio.run(hammer())
         assert "HTTP 429" in info.value.message
         assert info.value.retry_after is not None and info.value.retry_after > 0
+    finally:
+        server.stop()
+
+
+def test_wrong_project_or_ref_is_a_configuration_error_naming_the_setting(tmp_path: Path) -> None:
+    port = free_port()
+    server = serve(tmp_path, port)
+    url = f"http://127.0.0.1:{port}/mcp"
+    try:
+        with pytest.raises(
+            ConfigError, match=r"project 'qa/other' not found on the MCP server.*GITLAB_PROJECT_ID"
+        ):
+            asyncio.run(read_convention(url, {}, project="qa/other"))
+        with pytest.raises(ConfigError, match=r"ref 'release-9' not found.*GITLAB_REF"):
+            asyncio.run(read_convention(url, {}, ref="release-9"))
     finally:
         server.stop()

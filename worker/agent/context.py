@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.agent.tools import GuardedTools
-from worker.errors import ConventionMissing, ToolServerUnavailable
+from worker.errors import ConfigError, ConventionMissing, RobotFleetError, ToolServerUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +77,8 @@ class _TreeWalker:
                 self.calls += 1
                 outcome = await self._tools.call_pinned("get_repository_tree", arguments)
             if outcome.is_error:
-                raise ToolServerUnavailable(
-                    f"listing the repository tree at {path or '/'!r} failed: {outcome.text}"
+                raise tool_failure(
+                    self._tools, outcome.text, f"listing the repository tree at {path or '/'!r}"
                 )
             items, token = _parse_tree_page(outcome.text)
             for item in items:
@@ -105,12 +105,36 @@ def _parse_tree_page(text: str) -> tuple[list[dict[str, Any]], str | None]:
     raise ToolServerUnavailable(f"get_repository_tree returned an unexpected shape: {text[:200]!r}")
 
 
+def tool_failure(tools: GuardedTools, text: str, doing: str) -> RobotFleetError:
+    """What a failed code-level call means: the configured project or ref does not exist
+    (permanent, names the setting), or the server failed (retryable)."""
+    lowered = text.lower()
+    policy = tools.policy
+    if "project not found" in lowered:
+        return ConfigError(
+            f"project {policy.project_id!r} not found on the MCP server while {doing}: check GITLAB_PROJECT_ID"
+        )
+    if any(
+        what in lowered
+        for what in ("commit not found", "ref not found", "branch not found", "tree not found")
+    ):
+        return ConfigError(
+            f"ref {policy.ref or '(default branch)'!r} not found while {doing}: check GITLAB_REF ({text})"
+        )
+    return ToolServerUnavailable(f"{doing} failed: {text}")
+
+
+def _is_missing_file(text: str) -> bool:
+    lowered = text.lower()
+    return "file not found" in lowered or ("404" in lowered and "file" in lowered)
+
+
 async def _read_text(tools: GuardedTools, path: str) -> str | None:
     outcome = await tools.call_pinned("get_file_contents", {"file_path": path})
     if outcome.is_error:
-        if "not found" in outcome.text.lower() or "404" in outcome.text:
+        if _is_missing_file(outcome.text):
             return None
-        raise ToolServerUnavailable(f"reading {path} failed: {outcome.text}")
+        raise tool_failure(tools, outcome.text, f"reading {path}")
     try:
         data = json.loads(outcome.text)
     except ValueError:

@@ -64,6 +64,10 @@ class GuardedTools:
         self._specs = {spec.name: spec for spec in specs if spec.name in policy.allowed}
 
     @property
+    def policy(self) -> ToolPolicy:
+        return self._policy
+
+    @property
     def names(self) -> list[str]:
         return sorted(self._specs)
 
