@@ -197,6 +197,14 @@ def worker(
     """Start a Celery worker of the fleet; extra options go to `celery worker`."""
     if pool not in ("threads", "prefork"):
         raise typer.BadParameter("expected threads or prefork", param_hint="--pool")
+    from worker.errors import ConfigError
+    from worker.writer import WriterConfig
+
+    try:  # refuse to start rather than fail every job one by one
+        WriterConfig.from_settings(_settings())
+    except ConfigError as exc:
+        Console(stderr=True).print(f"[red]error (config):[/] {exc.message}", highlight=False)
+        raise typer.Exit(2) from exc
     from worker.celery_app import app as celery_app
     from worker.celery_config import QUEUE
 

@@ -15,6 +15,7 @@ from producer.collector import Collected, Collector
 from worker.store import Store
 
 POLL_BLOCK_MS = 500
+NO_WORKER_HINT_S = 15.0
 
 
 @dataclass
@@ -56,7 +57,9 @@ async def follow_batch(
 ) -> tuple[BatchView, list[Collected]]:
     """Show progress until the batch is finished, collecting its results on the way."""
     collected: list[Collected] = []
-    deadline = time.monotonic() + timeout_s if timeout_s else None
+    started = time.monotonic()
+    hinted = False
+    deadline = started + timeout_s if timeout_s else None
     view = await load_view(store, batch_id)
     columns = (
         TextColumn("[bold]{task.description}"),
@@ -81,6 +84,16 @@ async def follow_batch(
                 f"{view.tokens:,} tokens"
             )
             progress.update(bar, completed=done, detail=detail)
+            if (
+                not hinted
+                and counts["queued"] == len(view.jobs)
+                and time.monotonic() - started > NO_WORKER_HINT_S
+            ):
+                hinted = True
+                progress.console.print(
+                    f"[yellow]no job has started after {NO_WORKER_HINT_S:.0f}s: is a worker running on this "
+                    "REDIS_URL? (robot-fleet worker)[/]"
+                )
             if done >= len(view.jobs) or (deadline is not None and time.monotonic() > deadline):
                 return view, collected
 

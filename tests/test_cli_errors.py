@@ -34,3 +34,9 @@ def test_unreachable_redis_is_one_line_and_exit_1(tmp_path: Path, args: tuple[st
 def test_missing_specs_directory_is_exit_2(tmp_path: Path) -> None:
     done = cli("enqueue", str(tmp_path / "nope"))
     assert done.returncode == 2 and "nope: not a directory of spec files" in done.stderr
+
+
+def test_worker_refuses_to_start_without_a_project_to_read() -> None:
+    done = cli("worker", GITLAB_PROJECT_ID="", REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    assert done.returncode == 2
+    assert "error (config): GITLAB_PROJECT_ID is not set" in " ".join(done.stderr.split())
