@@ -11,7 +11,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import httpx2
 import openai
 
 from worker.errors import ModelRequestRejected, ModelUnavailable
@@ -63,8 +63,8 @@ class OpenAIChatModel:
             raise translate_status_error(exc) from exc
         except (openai.APITimeoutError, openai.APIConnectionError) as exc:
             raise ModelUnavailable(f"model server unreachable: {exc}") from exc
-        except (httpx.HTTPError, openai.APIError) as exc:
-            raise ModelUnavailable(f"model stream broke off: {exc}") from exc
+        except (httpx2.HTTPError, openai.APIError) as exc:  # openai 3.x streams over httpx2
+            raise ModelUnavailable(f"model stream broke off: {exc!r}") from exc
 
 
 def translate_status_error(exc: openai.APIStatusError) -> ModelUnavailable | ModelRequestRejected:
@@ -85,7 +85,7 @@ def _provider_message(exc: openai.APIStatusError) -> str:
     return exc.message
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(response: httpx2.Response) -> float | None:
     value = response.headers.get("retry-after")
     try:
         return max(0.0, float(value)) if value else None

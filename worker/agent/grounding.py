@@ -98,6 +98,12 @@ def _library_keywords(name: str) -> tuple[_Keyword, ...] | None:
     return tuple(_Keyword(kw.name, doc.name, kw.args) for kw in doc.keywords)
 
 
+@lru_cache(maxsize=256)
+def _parse_resource(text: str) -> ResourceFile:
+    """Parsed once per distinct text: every job of a batch imports the same resources (read only)."""
+    return ResourceFile.from_string(text)
+
+
 def _resource_keywords(resource: ResourceFile, source: str) -> list[_Keyword]:
     return [_Keyword(kw.name, source, kw.args, kw) for kw in resource.keywords]
 
@@ -133,8 +139,7 @@ class Grounder:
                     )
                 elif path not in seen and len(seen) < MAX_RESOURCES:
                     seen.add(path)
-                    text = await self._read_file(path) or ""
-                    nested = ResourceFile.from_string(text)
+                    nested = _parse_resource(await self._read_file(path) or "")
                     scope.add(
                         posixpath.splitext(posixpath.basename(path))[0], _resource_keywords(nested, path)
                     )
