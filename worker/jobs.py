@@ -7,6 +7,7 @@ duplicate delivery or an attempt overtaken by `retry` can run but cannot write.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,14 +28,12 @@ logger = logging.getLogger(__name__)
 class Services:
     """What every job of a worker process shares."""
 
-    store: Store
     model: ChatModel
     toolset: Toolset
     listing: list[ToolSpec]
     cache: ContextCache
     config: WriterConfig
     spec_max_bytes: int
-    worker_name: str
 
 
 @dataclass(frozen=True)
@@ -48,10 +47,20 @@ class JobOutcome:
         return {"job_id": self.job_id, "state": self.state, "attempt": self.attempt, "detail": self.detail}
 
 
-async def execute_job(services: Services, job_id: str, *, last_try: bool, progress: Progress) -> JobOutcome:
-    """Run one attempt. Raises the job's `RobotFleetError` after recording it (retrying or failed)."""
-    store = services.store
-    claim = await store.claim(job_id, services.worker_name)
+async def execute_job(
+    store: Store,
+    get_services: Callable[[], Awaitable[Services]],
+    job_id: str,
+    *,
+    worker_name: str,
+    last_try: bool,
+    progress: Progress,
+) -> JobOutcome:
+    """Run one attempt. Raises the job's `RobotFleetError` after recording it (retrying or failed).
+
+    The job is claimed first, so a failure while connecting the process's shared services (the
+    MCP server down at start-up) is recorded against the attempt like any other."""
+    claim = await store.claim(job_id, worker_name)
     if claim is None:
         logger.warning("job %s: unknown job, message dropped", job_id)
         return JobOutcome(job_id, "unknown")
@@ -62,6 +71,7 @@ async def execute_job(services: Services, job_id: str, *, last_try: bool, progre
     logger.info("job %s: attempt %d started", job_id, claim.attempt)
     try:
         async with RedisLogSink(store, job_id, claim.attempt, progress) as sink:
+            services = await get_services()
             spec = parse_spec(
                 claim.spec_json.encode(),
                 source=record.get("source", job_id),

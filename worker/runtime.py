@@ -37,9 +37,21 @@ class ProcessRuntime:
         self._thread = threading.Thread(target=self._loop.run_forever, name="robot-fleet-loop", daemon=True)
         self._thread.start()
         self._services: Services | None = None
+        self._store: Store | None = None
         self._services_lock: asyncio.Lock | None = None
         self._session: McpSession | None = None
         self._listed_at_connect = -1
+
+    @property
+    def worker_name(self) -> str:
+        return f"{socket.gethostname()}:{os.getpid()}"
+
+    @property
+    def store(self) -> Store:
+        """The process's job store (no connection is made until it is used)."""
+        if self._store is None:
+            self._store = Store.from_url(self._settings.redis_url, redactor_for(self._settings))
+        return self._store
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
@@ -65,22 +77,20 @@ class ProcessRuntime:
         self._session = session
         client = build_client(settings)
         return Services(
-            store=Store.from_url(settings.redis_url, redactor_for(settings)),
             model=OpenAIChatModel(client, settings.openai_model_writer, settings.writer_temperature),
             toolset=session,
             listing=[],
             cache=ContextCache(),
             config=config,
             spec_max_bytes=settings.spec_max_bytes,
-            worker_name=f"{socket.gethostname()}:{os.getpid()}",
         )
 
     def close(self) -> None:
         async def shutdown() -> None:
             if self._session is not None:
                 await self._session.__aexit__(None, None, None)
-            if self._services is not None:
-                await self._services.store.close()
+            if self._store is not None:
+                await self._store.close()
 
         try:
             self.submit(shutdown()).result(timeout=10)

@@ -33,9 +33,15 @@ def generate(self: Task, job_id: str) -> dict[str, Any]:
     progress = Progress()
 
     async def run() -> dict[str, Any]:
-        services = await runtime.services()
         last_try = self.request.retries >= (self.max_retries or 0)
-        outcome = await execute_job(services, job_id, last_try=last_try, progress=progress)
+        outcome = await execute_job(
+            runtime.store,
+            runtime.services,
+            job_id,
+            worker_name=runtime.worker_name,
+            last_try=last_try,
+            progress=progress,
+        )
         return outcome.as_dict()
 
     future = runtime.submit(run())
