@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,7 +109,12 @@ def _busy(port: int) -> bool:
     return port_open("127.0.0.1", port)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM (kill, timeout, docker stop) cleans up like Ctrl-C
+
+
 def run_demo(console: Console, output_dir: Path, *, keep: bool = False) -> int:
+    signal.signal(signal.SIGTERM, _interrupt)
     base = Settings()
     log_dir = (STATE_DIR / "logs" / time.strftime("%Y%m%d-%H%M%S")).resolve()
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -54,3 +55,24 @@ def test_demo_generates_every_example_spec_that_dry_run_in_the_framework_and_sto
         cwd=framework, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert dry.returncode == 0, dry.stdout[-3000:]
+
+
+def test_demo_stopped_with_sigterm_stops_everything_it_started(tmp_path: Path) -> None:
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "producer.cli", "demo", "--keep", "--output-dir", str(tmp_path / "g")],
+        cwd=tmp_path, stdout=subprocess.PIPE, text=True,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"},
+    )  # fmt: skip
+    try:
+        lines: list[str] = []
+        for line in demo.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+            if "stays up until Ctrl-C" in line:
+                break
+        ports = {int(port) for port in re.findall(r"(?:http|redis)://127\.0\.0\.1:(\d+)", "".join(lines))}
+        assert len(ports) == 4 and all(port_open("127.0.0.1", port) for port in ports), "".join(lines)
+    finally:
+        demo.terminate()
+        rest = demo.communicate(timeout=60)[0]
+    assert "stopped 4 demo processes" in rest
+    assert not any(port_open("127.0.0.1", port) for port in ports), "servers left running after SIGTERM"
