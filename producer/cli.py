@@ -57,19 +57,28 @@ def _settings():
     return Settings()
 
 
-def _plan_or_exit(
-    specs_dir: Path, output_dir: Path | None, pattern: str, recursive: bool, force: bool, console: Console
-):
-    from producer.fleet_cmds import make_plan, print_plan
+def _batch(specs_dir: Path, batch: str | None, output_dir: Path | None, pattern: str, recursive: bool,
+           force: bool, dry_run: bool, *, follow: bool) -> int:  # fmt: skip
+    """`enqueue` and `run`: plan (rejections and skips printed), then queue, and follow for `run`."""
+    from producer.fleet_cmds import enqueue as do_enqueue
+    from producer.fleet_cmds import make_plan, print_plan, run_batch
     from worker.errors import SpecError
 
+    console, settings = Console(), _settings()
     try:
-        plan = make_plan(_settings(), specs_dir, output_dir, pattern, recursive, force)
+        plan = make_plan(settings, specs_dir, output_dir, pattern, recursive, force)
     except SpecError as exc:
         Console(stderr=True).print(f"[red]error:[/] {exc.message}", highlight=False)
-        raise typer.Exit(2) from exc
+        return 2
     print_plan(console, plan)
-    return plan
+    if dry_run:
+        return 1 if plan.rejected else 0
+    if follow:
+        return _run(run_batch(settings, plan, batch, console))
+    batch_id = _run(do_enqueue(settings, plan, batch, console))
+    if batch_id:
+        typer.echo(batch_id)
+    return 1 if plan.rejected else 0
 
 
 @app.command("write")
@@ -95,16 +104,7 @@ def enqueue(
     dry_run: DryRun = False,
 ) -> None:
     """Validate a directory of specs and queue one job per valid spec; print the batch id."""
-    from producer.fleet_cmds import enqueue as do_enqueue
-
-    console = Console()
-    plan = _plan_or_exit(specs_dir, output_dir, pattern, recursive, force, console)
-    if dry_run:
-        raise typer.Exit(1 if plan.rejected else 0)
-    batch_id = _run(do_enqueue(_settings(), plan, batch, console))
-    if batch_id:
-        typer.echo(batch_id)
-    raise typer.Exit(1 if plan.rejected else 0)
+    raise typer.Exit(_batch(specs_dir, batch, output_dir, pattern, recursive, force, dry_run, follow=False))
 
 
 @app.command("run")
@@ -118,13 +118,7 @@ def run(
     dry_run: DryRun = False,
 ) -> None:
     """Enqueue a directory of specs, follow the batch while collecting its files, print a summary."""
-    from producer.fleet_cmds import run_batch
-
-    console = Console()
-    plan = _plan_or_exit(specs_dir, output_dir, pattern, recursive, force, console)
-    if dry_run:
-        raise typer.Exit(1 if plan.rejected else 0)
-    raise typer.Exit(_run(run_batch(_settings(), plan, batch, console)))
+    raise typer.Exit(_batch(specs_dir, batch, output_dir, pattern, recursive, force, dry_run, follow=True))
 
 
 @app.command("status")

@@ -118,14 +118,15 @@ class Collector:
         path = resolve_in_output(output_dir, target_path)
         with locked_entries(output_dir) as entries:
             sweep_temp_files(path)  # safe: every write of this tree happens under the manifest lock
-            if file_sha256(path) != _sha(text) and edited_by_a_person(entries, output_dir, target_path):
+            current, wanted = file_sha256(path), _sha(text)
+            if current != wanted and edited_by_a_person(entries, target_path, current):
                 beside = path.with_name(path.name + NEW_SUFFIX)
                 atomic_write_text(beside, text)
                 logger.warning(
                     "%s was edited since it was generated; new version written to %s", path, beside
                 )
                 return beside, True
-            if file_sha256(path) != _sha(text):
+            if current != wanted:
                 atomic_write_text(path, text)
             entries[target_path] = {
                 "spec_id": job["spec_id"],
@@ -138,7 +139,7 @@ class Collector:
                 "attempt": result["attempt"],
                 "prompt_tokens": result.get("prompt_tokens", 0),
                 "completion_tokens": result.get("completion_tokens", 0),
-                "file_sha256": _sha(text),
+                "file_sha256": wanted,
                 "written_at": time.time(),
             }
         return path, False

@@ -73,9 +73,9 @@ def is_up_to_date(
     return file_sha256(output_dir / target_path) == entry.get("file_sha256")
 
 
-def edited_by_a_person(entries: dict[str, dict[str, Any]], output_dir: Path, target_path: str) -> bool:
-    """An existing file that differs from what robot-fleet last wrote there (or that it never wrote)."""
-    current = file_sha256(output_dir / target_path)
+def edited_by_a_person(entries: dict[str, dict[str, Any]], target_path: str, current: str | None) -> bool:
+    """An existing file (`current` is its hash) that differs from what robot-fleet last wrote there,
+    or that it never wrote."""
     if current is None:
         return False
     entry = entries.get(target_path)

@@ -47,6 +47,14 @@ class RetryableError(RobotFleetError):
         self.retry_after = retry_after
 
 
+def retry_after_seconds(value: str | None) -> float | None:
+    """An HTTP Retry-After header in seconds (None when absent or not a number of seconds)."""
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
 class ModelUnavailable(RetryableError):
     kind = "model_unavailable"
 

@@ -14,7 +14,7 @@ from typing import Any
 import httpx2
 import openai
 
-from worker.errors import ModelRequestRejected, ModelUnavailable
+from worker.errors import ModelRequestRejected, ModelUnavailable, retry_after_seconds
 from worker.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def translate_status_error(exc: openai.APIStatusError) -> ModelUnavailable | Mod
     status = exc.status_code
     message = _provider_message(exc)
     if status in RETRYABLE_STATUS or status >= 500:
-        retry_after = _retry_after(exc.response)
+        retry_after = retry_after_seconds(exc.response.headers.get("retry-after"))
         return ModelUnavailable(f"model server answered {status}: {message}", retry_after=retry_after)
     return ModelRequestRejected(f"model server rejected the request ({status}): {message}")
 
@@ -83,11 +83,3 @@ def _provider_message(exc: openai.APIStatusError) -> str:
         if isinstance(inner, dict) and inner.get("message"):
             return str(inner["message"])
     return exc.message
-
-
-def _retry_after(response: httpx2.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None

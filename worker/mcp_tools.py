@@ -31,7 +31,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from worker.agent.tools import ToolOutcome, ToolSpec
-from worker.errors import RobotFleetError, ToolServerRejected, ToolServerUnavailable
+from worker.errors import RobotFleetError, ToolServerRejected, ToolServerUnavailable, retry_after_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -58,9 +58,7 @@ async def _record_status(response: httpx2.Response) -> None:
     holder = _http_status.get()
     if holder is not None and response.status_code >= 400:
         holder.status = response.status_code
-        value = response.headers.get("retry-after")
-        with contextlib.suppress(ValueError):
-            holder.retry_after = max(0.0, float(value)) if value else None
+        holder.retry_after = retry_after_seconds(response.headers.get("retry-after"))
 
 
 def translate_failure(exc: BaseException, status: _HttpStatus, url: str, doing: str) -> RobotFleetError:
