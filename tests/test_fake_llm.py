@@ -7,7 +7,7 @@ import io
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,8 @@ from robot.api import get_model
 from robot.api.parsing import ModelVisitor
 from robot.running import ResourceFile
 
+from offline.fake_llm.stats import RetryAfter
+from offline.fake_llm.window import Budget, Peak, retry_after_header
 from producer.local_redis import free_port
 from producer.procs import Child, robot_fleet_command, start_child
 
@@ -270,20 +272,25 @@ def accepted_arguments() -> dict[str, tuple[int, int]]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    command = robot_fleet_command("fake-llm", "--port", str(port), "--seed", "7", "--log-level", "warning")
-    child: Child = start_child(
-        "fake-llm",
-        command,
-        tmp_path_factory.mktemp("fake-llm"),
-        cwd=REPO_ROOT,
-        ready_port=("127.0.0.1", port),
-    )
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
+def start_llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., str]]:
+    """Start fake-llm servers with extra options on demand; all are stopped when the module ends."""
+    log_dir = tmp_path_factory.mktemp("fake-llm")
+    children: list[Child] = []
+
+    def start(name: str, *extra: str) -> str:
+        port = free_port()
+        command = robot_fleet_command("fake-llm", "--port", str(port), "--log-level", "warning", *extra)
+        children.append(start_child(name, command, log_dir, cwd=REPO_ROOT, ready_port=("127.0.0.1", port)))
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for child in children:
         child.stop()
+
+
+@pytest.fixture(scope="module")
+def server(start_llm: Callable[..., str]) -> str:
+    return start_llm("fake-llm", "--seed", "7")
 
 
 _OPEN_CLIENTS: list[openai.AsyncOpenAI] = []
@@ -691,6 +698,8 @@ def test_fail_first_returns_real_error_shapes_then_succeeds(
 
 
 def test_openai_client_retries_honour_retry_after(server: str) -> None:
+    httpx.post(f"{server}/stats/reset").raise_for_status()
+
     async def scenario() -> float:
         messages = [system_message(True), user_message(make_spec("RTY-1"))]
         started = time.monotonic()
@@ -700,6 +709,9 @@ def test_openai_client_retries_honour_retry_after(server: str) -> None:
         return time.monotonic() - started
 
     assert run(scenario()) >= 0.6
+    followed = httpx.get(f"{server}/stats").json()["retry_after"]
+    assert (followed["followed"], followed["honoured"], followed["violated"]) == (1, 1, 0)
+    assert 0 <= followed["min_margin_s"] < 0.5
 
 
 def test_overrides_from_model_header_and_spec_later_wins(server: str) -> None:
@@ -786,6 +798,132 @@ def test_stats_count_requests_tool_calls_answers_and_reset(server: str) -> None:
     assert stats["prompt_tokens"] > 0 and stats["completion_tokens"] > 0
     [conversation] = [c for c in stats["conversations"].values() if c["spec_id"] == "STA-1"]
     assert conversation["requests"] == 7 and conversation["tool_calls"] == 6
+    tokens = stats["prompt_tokens"] + stats["completion_tokens"]
+    assert stats["window"] == {"seconds": 60.0, "max_requests": 8, "max_tokens": tokens}
+    assert stats["rate_limited"] == 0 and stats["rate_limited_by"] == {}
+    assert stats["retry_after"] == {"followed": 0, "honoured": 0, "violated": 0, "min_margin_s": None}
     assert httpx.get(f"{server}/healthz").json() == {"status": "ok"}
     httpx.post(f"{server}/stats/reset")
-    assert httpx.get(f"{server}/stats").json()["requests"] == 0
+    after = httpx.get(f"{server}/stats").json()
+    assert after["requests"] == 0 and after["window"]["max_requests"] == 0 == after["window"]["max_tokens"]
+
+
+# --- sliding windows, rpm / tpm budgets, Retry-After bookkeeping ---------------------------------
+
+
+def test_peak_is_the_busiest_sliding_interval_of_requests_and_tokens() -> None:
+    peak = Peak(1.0)
+    for at, tokens in [(0.0, 10), (0.5, 10), (1.0, 50), (1.6, 5), (1.7, 5), (5.0, 1)]:
+        peak.add_tokens(peak.hit(at), tokens, at)
+    # (0.7, 1.7] holds 1.0, 1.6 and 1.7; (0.0, 1.0] holds 0.5 and 1.0 = 60 tokens
+    assert peak.as_json() == {"seconds": 1.0, "max_requests": 3, "max_tokens": 60}
+    assert len(peak.entries) == 1
+    late = peak.hit(9.0)
+    peak.add_tokens(late, 1000, 20.0)  # arrived tokens of a request already out of the window
+    assert peak.max_tokens == 60
+
+
+def test_budget_refuses_beyond_rpm_and_tpm_with_the_wait_until_room() -> None:
+    rpm = Budget(10.0, rpm=2)
+    assert rpm.admit(0, now=0.0)[0] and rpm.admit(0, now=1.0)[0]
+    assert rpm.admit(0, now=2.0) == (None, 8.0, "requests")
+    assert rpm.admit(0, now=10.0)[0] is not None  # the stamp at 0.0 left at 10.0
+    tpm = Budget(10.0, tpm=100)
+    first, _, _ = tpm.admit(40, now=0.0)
+    assert first is not None
+    tpm.add_tokens(first, 20)  # its completion
+    assert tpm.admit(30, now=1.0)[0] is not None
+    assert tpm.admit(20, now=2.0) == (None, 8.0, "tokens")
+    assert tpm.admit(200, now=3.0) == (None, 10.0, "tokens")  # can never fit: a whole window
+    assert retry_after_header(0.2) == 1 and retry_after_header(8.0) == 8 and retry_after_header(8.01) == 9
+
+
+def test_retry_after_bookkeeping_per_conversation() -> None:
+    book = RetryAfter()
+    book.arrived("a", 0.0)  # no 429 before it: nothing to settle
+    book.sent("a", 1.0, 1.0)
+    book.arrived("b", 1.1)  # another conversation
+    book.arrived("a", 1.97)  # 30 ms early: within the tolerance
+    book.sent("b", 3.0, 2.0)
+    book.arrived("b", 3.5)
+    book.arrived("b", 9.0)  # already settled
+    assert book.as_json() == {"followed": 2, "honoured": 1, "violated": 1, "min_margin_s": -1.5}
+
+
+def plain_request(spec_id: str) -> dict[str, Any]:
+    """A non-streamed first turn whose system message holds the markers: the model answers at once."""
+    return {"model": MODEL, "messages": [system_message(True), user_message(make_spec(spec_id))]}
+
+
+def test_rpm_answers_429_with_retry_after_and_records_whether_it_was_honoured(
+    start_llm: Callable[..., str],
+) -> None:
+    base = start_llm("fake-llm-rpm", "--rpm", "3", "--rate-window", "2")
+    with httpx.Client(base_url=base, timeout=10) as http:
+        assert [
+            http.post("/v1/chat/completions", json=plain_request(f"RPM-{i}")).status_code for i in range(3)
+        ] == [200] * 3
+        refused = http.post("/v1/chat/completions", json=plain_request("RPM-X"))
+        assert refused.status_code == 429
+        wait = int(refused.headers["retry-after"])
+        assert 1 <= wait <= 2
+        error = refused.json()["error"]
+        assert (error["type"], error["code"], error["param"]) == ("requests", "rate_limit_exceeded", None)
+        assert "Limit 3" in error["message"]
+        again = http.post("/v1/chat/completions", json=plain_request("RPM-X"))  # at once: a violation
+        assert again.status_code == 429
+        time.sleep(int(again.headers["retry-after"]))
+        assert http.post("/v1/chat/completions", json=plain_request("RPM-X")).status_code == 200
+        stats = http.get("/stats").json()
+        assert stats["requests"] == 6 and stats["by_status"] == {"200": 4, "429": 2}
+        assert stats["rate_limited"] == 2 and stats["rate_limited_by"] == {"requests": 2}
+        assert stats["faults_injected"] == 0
+        assert stats["window"]["seconds"] == 2.0 and stats["window"]["max_requests"] == 5
+        assert stats["window"]["max_tokens"] > 0
+        retry = stats["retry_after"]
+        assert (retry["followed"], retry["honoured"], retry["violated"]) == (2, 1, 1)
+        assert retry["min_margin_s"] < -0.5
+        http.post("/stats/reset").raise_for_status()
+        stats = http.get("/stats").json()
+        assert stats["window"]["max_requests"] == 0 and stats["rate_limited"] == 0
+        assert stats["retry_after"]["followed"] == 0
+        # the reset emptied the budget too
+        assert [
+            http.post("/v1/chat/completions", json=plain_request(f"RPM-{i}")).status_code for i in range(3)
+        ] == [200] * 3
+
+
+def test_tpm_counts_prompt_and_completion_tokens(server: str, start_llm: Callable[..., str]) -> None:
+    usage = httpx.post(f"{server}/v1/chat/completions", json=plain_request("TPM-1")).json()["usage"]
+    # two requests fit; a third's prompt does not
+    budget = 2 * usage["total_tokens"] + usage["prompt_tokens"] - 1
+    base = start_llm("fake-llm-tpm", "--tpm", str(budget), "--rate-window", "1.5")
+    with httpx.Client(base_url=base, timeout=10) as http:
+        statuses = [
+            http.post("/v1/chat/completions", json=plain_request("TPM-1")).status_code for _ in range(2)
+        ]
+        assert statuses == [200, 200]
+        refused = http.post("/v1/chat/completions", json=plain_request("TPM-1"))
+        assert refused.status_code == 429 and refused.json()["error"]["type"] == "tokens"
+        assert refused.headers["retry-after"] in {"1", "2"}
+        time.sleep(int(refused.headers["retry-after"]))
+        assert http.post("/v1/chat/completions", json=plain_request("TPM-1")).status_code == 200
+        stats = http.get("/stats").json()
+    assert stats["rate_limited_by"] == {"tokens": 1}
+    assert stats["window"]["max_tokens"] == 2 * usage["total_tokens"]
+    assert stats["retry_after"]["honoured"] == 1
+
+
+def test_openai_client_waits_out_the_rpm_budget(start_llm: Callable[..., str]) -> None:
+    base = start_llm("fake-llm-rpm-client", "--rpm", "2", "--rate-window", "1")
+
+    async def scenario() -> None:
+        client = client_for(base, max_retries=3)
+        for index in range(4):
+            messages = [system_message(True), user_message(make_spec(f"RPC-{index}"))]
+            assert (await stream_turn(client, messages, tools=None)).text.startswith("*** Settings")
+
+    run(scenario())
+    stats = httpx.get(f"{base}/stats").json()
+    assert stats["rate_limited"] >= 1 and stats["by_status"]["200"] == 4
+    assert stats["retry_after"]["violated"] == 0 and stats["retry_after"]["followed"] == stats["rate_limited"]

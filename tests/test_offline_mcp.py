@@ -487,6 +487,29 @@ async def test_rate_limit_answers_429_with_retry_after(start: Callable[..., Serv
     assert response.json() == {"error": "Too many requests, please try again later."}
     counters = await stats(served)
     assert counters["requests"] - counters["rate_limited"] == 5
+    assert counters["window"]["seconds"] == 60.0
+    assert counters["window"]["max_requests"] == counters["requests"]
+
+
+async def test_rate_window_sets_the_limiter_window_and_stats_report_the_busiest_interval(
+    start: Callable[..., Served],
+) -> None:
+    served = start("mcp-window", "--rpm", "3", "--rate-window", "1")
+    async with httpx.AsyncClient() as http:
+        statuses = [(await http.post(served.url, json={})).status_code for _ in range(4)]
+        assert 429 not in statuses[:3] and statuses[3] == 429
+        refused = await http.post(served.url, json={})
+        assert refused.headers["retry-after"] == "1" and refused.headers["ratelimit-policy"] == "3;w=1"
+        await anyio.sleep(1.05)
+        assert (await http.post(served.url, json={})).status_code != 429  # a new window
+        counters = await stats(served)
+        assert counters["requests"] == 6 and counters["rate_limited"] == 2
+        assert counters["window"] == {"seconds": 1.0, "max_requests": 5}
+        counters = await stats(served, reset=True)
+        assert counters["window"] == {"seconds": 1.0, "max_requests": 0}
+        for _ in range(2):
+            await http.post(served.url, json={})
+        assert (await stats(served))["window"]["max_requests"] == 2
 
 
 async def test_client_session_survives_a_server_restart(start: Callable[..., Served]) -> None:

@@ -3,6 +3,11 @@
 `POST /v1/chat/completions` (streaming and not), `GET /v1/models`, `GET /stats`,
 `POST /stats/reset`, `GET /healthz`. Errors have the real API's body:
 `{"error": {"message", "type", "param", "code"}}`.
+
+Server-wide `rpm` / `tpm` budgets (a sliding window of `rate_window` seconds) answer 429 with
+`Retry-After`, as the real API's rate limits do. A valid request is checked against them before its
+knobs are read; it is charged its prompt tokens when admitted and its completion tokens when the
+answer is produced.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
@@ -25,6 +31,7 @@ from offline.fake_llm.knobs import KnobError, Knobs, ServerConfig, resolve
 from offline.fake_llm.policy import Action, Answer, ToolTurn, decide
 from offline.fake_llm.stats import Conversation, Stats
 from offline.fake_llm.suite import spec_id
+from offline.fake_llm.window import Budget, Entry, retry_after_header
 
 log = logging.getLogger(__name__)
 
@@ -57,27 +64,38 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+@dataclass
+class _Call:
+    """One POST to /v1/chat/completions: when it arrived and its entries in the two windows."""
+
+    arrived: float
+    peak: Entry
+    budget: Entry | None = None
+
+
 class FakeLLM:
     """One server's state: default knobs, the seeded fault RNG, counters, system prompts seen."""
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.rng = random.Random(config.seed)
-        self.stats = Stats()
-        self.systems_seen: set[str] = set()
+        self.reset()
 
     def reset(self) -> None:
+        """Back to a fresh start: RNG, counters, window peaks, the rpm/tpm budget, prompt cache."""
         self.rng = random.Random(self.config.seed)
-        self.stats = Stats()
-        self.systems_seen.clear()
+        self.stats = Stats(window_s=self.config.rate_window)
+        self.budget = Budget(self.config.rate_window, self.config.rpm, self.config.tpm)
+        self.systems_seen: set[str] = set()
 
     async def chat(self, request: Request) -> Response:
+        arrived = time.monotonic()
         self.stats.requests += 1
-        response = await self._chat(request)
+        call = _Call(arrived, self.stats.window.hit(arrived))
+        response = await self._chat(request, call)
         self.stats.by_status[str(response.status_code)] += 1
         return response
 
-    async def _chat(self, request: Request) -> Response:
+    async def _chat(self, request: Request, call: _Call) -> Response:
         try:
             body: Any = await request.json()
         except ValueError:
@@ -90,21 +108,48 @@ class FakeLLM:
             self.stats.protocol_errors += 1
             return error_response(400, exc.message, "invalid_request_error", exc.param, exc.code)
         messages = body["messages"]
+        key = protocol.conversation_key(messages)
+        self.stats.retry_after.arrived(key, call.arrived)
+        refusal = self._over_budget(messages, key, call)
+        if refusal is not None:
+            return refusal
         spec = find_spec(protocol.first_user_text(messages))
         try:
             knobs = resolve(self.config.knobs, body["model"], request.headers.get(OVERRIDE_HEADER), spec)
         except KnobError as exc:
             return error_response(400, str(exc), "invalid_request_error", "model")
-        key = protocol.conversation_key(messages)
         conversation = self.stats.conversation(key, spec_id(spec) if spec else "")
         conversation.requests += 1
-        fault = self._fault(knobs, conversation)
+        fault = self._fault(knobs, conversation, key)
         if fault is not None:
             return fault
         action = decide(read_history(messages, body.get("tools")), knobs)
-        return await self._respond(body, knobs, action, conversation, key)
+        return await self._respond(body, knobs, action, conversation, key, call)
 
-    def _fault(self, knobs: Knobs, conversation: Conversation) -> JSONResponse | None:
+    def _over_budget(self, messages: list[dict[str, Any]], key: str, call: _Call) -> JSONResponse | None:
+        """Admit the request into the rpm/tpm budget, or answer 429 as the real API does."""
+        if not self.budget.active:
+            return None
+        prompt = protocol.prompt_tokens(messages)
+        entry, wait, what = self.budget.admit(prompt)
+        if entry is not None:
+            call.budget = entry
+            return None
+        self.stats.rate_limited += 1
+        self.stats.rate_limited_by[what] += 1
+        seconds = retry_after_header(wait)
+        self.stats.retry_after.sent(key, time.monotonic(), seconds)
+        limit = self.budget.rpm if what == "requests" else self.budget.tpm
+        used = len(self.budget.entries) if what == "requests" else self.budget.tokens
+        window = _seconds(self.budget.seconds)
+        message = (
+            f"Rate limit reached for {what} per {window}s (injected by fake-llm): Limit {limit}, "
+            f"Used {used}, Requested {1 if what == 'requests' else prompt}. "
+            f"Please try again in {seconds}s."
+        )
+        return error_response(429, message, what, None, "rate_limit_exceeded", {"Retry-After": str(seconds)})
+
+    def _fault(self, knobs: Knobs, conversation: Conversation, key: str) -> JSONResponse | None:
         """`fail_first` (deterministic, per conversation), then the seeded random rates."""
         status = None
         if conversation.requests <= knobs.fail_first:
@@ -119,10 +164,13 @@ class FakeLLM:
         self.stats.faults_injected += 1
         conversation.faults += 1
         message, kind, code = FAULTS[status]
-        headers = {"Retry-After": _seconds(knobs.retry_after)} if status == 429 else None
+        headers = None
+        if status == 429:
+            headers = {"Retry-After": _seconds(knobs.retry_after)}
+            self.stats.retry_after.sent(key, time.monotonic(), knobs.retry_after)
         return error_response(status, message, kind, None, code, headers)
 
-    def _usage(self, messages: list[dict[str, Any]], completion_chars: int) -> dict[str, Any]:
+    def _usage(self, messages: list[dict[str, Any]], completion_chars: int, call: _Call) -> dict[str, Any]:
         system = protocol.system_text(messages)
         digest = protocol.digest(system)
         cached = protocol.tokens(system) if system and digest in self.systems_seen else 0
@@ -133,6 +181,9 @@ class FakeLLM:
         self.stats.prompt_tokens += prompt
         self.stats.completion_tokens += completion
         self.stats.cached_tokens += cached
+        self.stats.window.add_tokens(call.peak, prompt + completion)
+        if call.budget is not None:
+            self.budget.add_tokens(call.budget, completion)
         return {
             "prompt_tokens": prompt,
             "completion_tokens": completion,
@@ -157,10 +208,16 @@ class FakeLLM:
             conversation.repairs += 1
 
     async def _respond(
-        self, body: dict[str, Any], knobs: Knobs, action: Action, conversation: Conversation, key: str
+        self,
+        body: dict[str, Any],
+        knobs: Knobs,
+        action: Action,
+        conversation: Conversation,
+        key: str,
+        call: _Call,
     ) -> Response:
         self._count(action, conversation)
-        usage = self._usage(body["messages"], sse.output_chars(action, knobs))
+        usage = self._usage(body["messages"], sse.output_chars(action, knobs), call)
         meta = sse.Meta(sse.completion_id(), int(time.time()), body["model"].partition("?")[0])
         ids = sse.tool_call_ids(action, knobs)
         headers = {CONVERSATION_HEADER: key}

@@ -1,7 +1,8 @@
 """`robot-fleet fake-llm`: run the scripted OpenAI-compatible model server.
 
-Every flag sets a server default; requests override them per call through the model name's
-query string, the `X-Fake-LLM` header or the spec's `fake_llm` object (see `knobs.py`).
+Every knob flag sets a server default; requests override them per call through the model name's
+query string, the `X-Fake-LLM` header or the spec's `fake_llm` object (see `knobs.py`). The
+server-wide limits (`--rate-window`, `--rpm`, `--tpm`) are set here only.
 """
 
 from __future__ import annotations
@@ -39,6 +40,15 @@ def serve(
     no_answer: str = typer.Option("none", "--no-answer", help="none | empty | loop."),
     evil: bool = typer.Option(False, "--evil/--no-evil", help="Call write and unoffered tools first."),
     seed: int = typer.Option(0, "--seed", help="Seed of the fault RNG."),
+    rate_window: float = typer.Option(
+        60.0, "--rate-window", min=0.001, help="Seconds of the sliding window of --rpm, --tpm and /stats."
+    ),
+    rpm: int | None = typer.Option(
+        None, "--rpm", min=1, help="Requests per --rate-window, server-wide; beyond it 429 + Retry-After."
+    ),
+    tpm: int | None = typer.Option(
+        None, "--tpm", min=1, help="Tokens per --rate-window, server-wide; beyond it 429 + Retry-After."
+    ),
     log_level: str = typer.Option("info", "--log-level", help="debug | info | warning | error."),
 ) -> None:
     """Run the scripted OpenAI-compatible model server."""
@@ -67,7 +77,7 @@ def serve(
     except KnobError as exc:
         raise typer.BadParameter(str(exc)) from exc
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = build_app(ServerConfig(knobs=knobs, seed=seed))
+    app = build_app(ServerConfig(knobs=knobs, seed=seed, rate_window=rate_window, rpm=rpm, tpm=tpm))
     uvicorn.run(
         app, host=host, port=port, log_level=log_level.lower(), timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S
     )

@@ -175,10 +175,17 @@ def resolve(defaults: Knobs, model: str, header: str | None, spec: Mapping[str, 
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """What `build_app` needs: the default knobs and the fault RNG's seed."""
+    """What `build_app` needs: the default knobs, the fault RNG's seed and the server-wide limits
+    (these are not knobs: no request can change them)."""
 
     knobs: Knobs = field(default_factory=Knobs)
     seed: int = 0
     # seeds the RNG behind rate_429 / rate_500 / rate_400
     model_name: str = "fake-writer"
     # the id listed by GET /v1/models
+    rate_window: float = 60.0
+    # seconds of the sliding window behind rpm / tpm and the stats' "window" peak
+    rpm: int | None = None
+    # at most this many requests per rate_window (server-wide), else 429 with Retry-After
+    tpm: int | None = None
+    # at most this many tokens per rate_window (server-wide), else 429 with Retry-After

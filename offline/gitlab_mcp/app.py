@@ -8,8 +8,8 @@ per-request protocol to it; "legacy" mode (initialize handshake) works too.
 
 The guard (`McpGuard`, pure ASGI, in front of `/mcp` only) runs in this order:
 1. counts the request (`requests`);
-2. rate limit, when `rpm` is set: a fixed one-minute window per client IP, as express-rate-limit's
-   memory store does in the real server; over the limit → 429, `Retry-After` (seconds), the
+2. rate limit, when `rpm` is set: a fixed window (`rate_window`, one minute by default) per client
+   IP, as express-rate-limit's memory store does in the real server; over the limit → 429, `Retry-After` (seconds), the
    `RateLimit-*` headers and `{"error": "Too many requests, please try again later."}`;
 3. auth, when a token is set: `Authorization: Bearer <token>`, or the raw token in any other
    configured header (e.g. `Private-Token`); otherwise 401 with
@@ -84,14 +84,14 @@ class McpGuard:
         self.app = app
         self.config = config
         self.stats = stats
-        self.limiter = RateLimiter(config.rpm) if config.rpm else None
+        self.limiter = RateLimiter(config.rpm, config.rate_window) if config.rpm else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
         if scope["type"] != "http" or not (path == MCP_PATH or path.startswith(MCP_PATH + "/")):
             await self.app(scope, receive, send)
             return
-        self.stats.add("requests")
+        self.stats.request()
         refusal = self._rate_limited(scope) or self._unauthorized(Headers(scope=scope))
         if refusal is not None:
             await refusal(scope, receive, send)
@@ -109,7 +109,7 @@ class McpGuard:
         retry_after = str(max(1, math.ceil(reset_s)))
         headers = {
             "Retry-After": retry_after,
-            "RateLimit-Policy": f"{self.limiter.limit};w={int(self.limiter.window_s)}",
+            "RateLimit-Policy": f"{self.limiter.limit};w={max(1, math.ceil(self.limiter.window_s))}",
             "RateLimit-Limit": str(self.limiter.limit),
             "RateLimit-Remaining": str(remaining),
             "RateLimit-Reset": retry_after,
@@ -161,7 +161,7 @@ def _add_test_routes(server_routes: Callable[..., Callable[..., object]], stats:
 
 def build_app(config: ServerConfig, stats: Stats | None = None) -> Starlette:
     """The whole server as a Starlette app (its lifespan runs the SDK's session manager)."""
-    stats = stats if stats is not None else Stats()
+    stats = stats if stats is not None else Stats(window_s=config.rate_window)
     server = build_server(config, RepoView(config.repo), stats)
     _add_test_routes(server.custom_route, stats)
     app = server.streamable_http_app(

@@ -16,6 +16,7 @@ from offline.gitlab_mcp.config import (
     DEFAULT_PROJECT_PATH,
     DEFAULT_REF,
     MCP_PATH,
+    RATE_WINDOW_S,
     ServerConfig,
 )
 
@@ -47,8 +48,14 @@ def serve(
         typer.Option("--auth-header", help="Authorization takes 'Bearer <token>'; others the raw token."),
     ] = DEFAULT_AUTH_HEADER,
     rpm: Annotated[
-        int | None, typer.Option("--rpm", min=1, help="Requests per minute per client IP on /mcp.")
+        int | None, typer.Option("--rpm", min=1, help="Requests per --rate-window per client IP on /mcp.")
     ] = None,
+    rate_window: Annotated[
+        float,
+        typer.Option(
+            "--rate-window", min=0.001, help="Seconds of the --rpm window and of /stats' sliding window."
+        ),
+    ] = RATE_WINDOW_S,
     tool_latency: Annotated[
         float, typer.Option("--tool-latency", min=0.0, help="Seconds slept in every tool call.")
     ] = 0.0,
@@ -76,6 +83,7 @@ def serve(
         token=token or None,
         auth_header=auth_header,
         rpm=rpm,
+        rate_window=rate_window,
         tool_latency=tool_latency,
         gitlab_quirks=gitlab_quirks,
         host=host,
@@ -84,7 +92,7 @@ def serve(
     )
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logger.info(
-        "serving %s as project %s (%s) ref %s at http://%s:%d%s (auth %s, rpm %s, quirks %s)",
+        "serving %s as project %s (%s) ref %s at http://%s:%d%s (auth %s, rpm %s per %ss, quirks %s)",
         config.repo,
         project_id,
         project_path,
@@ -94,6 +102,7 @@ def serve(
         MCP_PATH,
         auth_header if config.token else "off",
         rpm or "off",
+        rate_window,
         "on" if gitlab_quirks else "off",
     )
     uvicorn.run(

@@ -36,7 +36,9 @@ class ServerConfig:
     auth_header: str = DEFAULT_AUTH_HEADER
     """Header carrying the token: `Authorization: Bearer <t>`, any other name carries `<t>` raw."""
     rpm: int | None = None
-    """Requests per minute per client IP on /mcp; `None` means unlimited."""
+    """Requests per `rate_window` per client IP on /mcp; `None` means unlimited."""
+    rate_window: float = RATE_WINDOW_S
+    """Seconds of the `rpm` limiter's fixed window, and of the sliding window `/stats` reports."""
     tool_latency: float = 0.0
     """Seconds slept in every tool call (benchmarks)."""
     gitlab_quirks: bool = False
