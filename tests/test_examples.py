@@ -287,13 +287,23 @@ def test_sprint_target_paths_are_distinct_new_robot_files() -> None:
     ("name", "problem"),
     [
         ("broken.json", "json"),
+        ("trailing_garbage.json", "json"),
         ("not_an_object.json", "array"),
         ("empty.json", "empty"),
         ("latin1.json", "utf8"),
+        ("bom.json", "bom"),
+        ("utf16.json", "utf16"),
+        ("duplicate_key.json", "duplicate_key"),
+        ("nan.json", "nan"),
+        ("deep_nesting.json", "nesting"),
+        ("id_wrong_type.json", "id_type"),
+        ("no_content.json", "no_content"),
         ("absolute_path.json", "absolute"),
         ("dotdot_path.json", "dotdot"),
         ("not_robot.json", "suffix"),
         ("escape_tree.json", "dotdot"),
+        ("backslash_path.json", "backslash"),
+        ("hidden_path.json", "hidden"),
     ],
 )
 def test_each_bad_spec_has_exactly_its_documented_problem(name: str, problem: str) -> None:
@@ -307,19 +317,55 @@ def test_each_bad_spec_has_exactly_its_documented_problem(name: str, problem: st
             raw.decode("utf-8")
         assert isinstance(json.loads(raw.decode("latin-1")), dict)
         return
+    if problem == "utf16":
+        assert raw.startswith(b"\xff\xfe") and isinstance(json.loads(raw.decode("utf-16")), dict)
+        return
+    if problem == "bom":
+        assert raw.startswith(b"\xef\xbb\xbf") and isinstance(json.loads(raw.decode("utf-8-sig")), dict)
+        return
     text = raw.decode("utf-8")
     if problem == "json":
         with pytest.raises(json.JSONDecodeError):
             json.loads(text)
         return
-    data = json.loads(text)
+    if problem == "nesting":
+        assert _depth(json.loads(text)) > 64
+        return
+    pairs: list[list[tuple[str, Any]]] = []
+    constants: list[str] = []
+    data = json.loads(
+        text, object_pairs_hook=lambda p: pairs.append(p) or dict(p), parse_constant=constants.append
+    )
+    duplicated = any(len({key for key, _ in p}) != len(p) for p in pairs)
+    assert (problem == "duplicate_key") == duplicated
+    assert (problem == "nan") == bool(constants)
     if problem == "array":
         assert isinstance(data, list)
         return
-    target = PurePosixPath(_target_path(name, data))
-    assert (problem == "absolute") == target.is_absolute()
-    assert (problem == "dotdot") == (".." in target.parts)
-    assert (problem == "suffix") == (target.suffix != ".robot")
+    assert isinstance(data, dict)
+    assert (problem == "id_type") == (not isinstance(data.get("id"), str))
+    assert (problem == "no_content") == (not set(data) - {"id", "key", "rf"})
+    if problem in ("duplicate_key", "nan", "id_type", "no_content"):
+        return
+    target = _target_path(name, data)
+    path = PurePosixPath(target)
+    assert (problem == "absolute") == path.is_absolute()
+    assert (problem == "dotdot") == (".." in path.parts)
+    assert (problem == "suffix") == (path.suffix != ".robot")
+    assert (problem == "backslash") == ("\\" in target)
+    assert (problem == "hidden") == any(p.startswith(".") and p not in (".", "..") for p in path.parts)
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        value = list(value.values())
+    return 1 + max(map(_depth, value), default=0) if isinstance(value, list) else 0
+
+
+def test_bad_specs_readme_lists_every_file_and_nothing_else() -> None:
+    readme = (BAD_SPECS / "README.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"`([^`/ ]+\.json)`", readme))
+    assert listed == {path.name for path in BAD_SPECS.glob("*.json")}
 
 
 def test_duplicate_bad_specs_share_one_target_path() -> None:
