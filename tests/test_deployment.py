@@ -36,10 +36,7 @@ KNOWN_EXTRAS = {
     "WORKER_CONCURRENCY",  # `robot-fleet worker --concurrency`
     "OUTPUT_DIR_HOST",  # host directory bind-mounted on the collector's /output
     "MCP_SERVER_TOKEN",  # `robot-fleet mcp-serve --token` from the environment
-    "FLEET_LLM_RPM",  # fleet-wide rate limits (optional)
-    "FLEET_LLM_TPM",
-    "FLEET_MCP_RPM",
-}
+}  # the fleet-wide rate limits (FLEET_*) are Settings fields
 
 VAR_REF_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)((?::?[-?+])([^}]*))?\}")
 WHOLE_REF_RE = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*(?::?[-?+][^}]*)?\}$")
@@ -415,7 +412,7 @@ def test_env_example_documents_every_setting_and_every_deployment_variable():
     )
     assert not missing
     for name in ("FLEET_LLM_RPM", "FLEET_LLM_TPM", "FLEET_MCP_RPM"):
-        assert env[name][1], f"{name} is optional: a commented-out line"
+        assert env[name] == ("", False), f"{name} is optional: an empty value (no limit) to fill in"
 
 
 def test_env_example_lines_each_follow_a_comment():
@@ -446,6 +443,8 @@ def test_env_example_loads_into_settings(monkeypatch):
     settings = Settings(_env_file=ENV_EXAMPLE)
     assert settings.writer_max_rounds == 16
     assert settings.openai_api_key.get_secret_value().endswith("replace-me")
+    assert (settings.fleet_llm_rpm, settings.fleet_llm_tpm, settings.fleet_mcp_rpm) == (None, None, None)
+    assert settings.fleet_rate_window_s == 60
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2
 import openai
@@ -17,17 +17,25 @@ import openai
 from worker.errors import ModelRequestRejected, ModelUnavailable, retry_after_seconds
 from worker.settings import Settings
 
+if TYPE_CHECKING:
+    from worker.ratelimit import FleetLimiter
+
 logger = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 
 
-def build_client(settings: Settings) -> openai.AsyncOpenAI:
+def build_client(settings: Settings, limiter: FleetLimiter | None = None) -> openai.AsyncOpenAI:
+    """The model client; with a fleet limiter, every HTTP request it sends (its own retries
+    included) first waits for room in the fleet-wide model budgets (an httpx2 request hook)."""
+    hooks = limiter.model_hooks() if limiter is not None else []
+    http_client = openai.DefaultAsyncHttpxClient(event_hooks={"request": hooks}) if hooks else None
     return openai.AsyncOpenAI(
         api_key=settings.openai_api_key.get_secret_value() or "not-set",
         base_url=settings.openai_base_url,
         max_retries=settings.openai_max_retries,
         timeout=settings.openai_timeout_s,
+        http_client=http_client,
     )
 
 

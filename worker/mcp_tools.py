@@ -21,7 +21,7 @@ import contextlib
 import contextvars
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,8 @@ from worker.agent.tools import ToolOutcome, ToolSpec
 from worker.errors import RobotFleetError, ToolServerRejected, ToolServerUnavailable, retry_after_seconds
 
 logger = logging.getLogger(__name__)
+
+RequestHook = Callable[[httpx2.Request], Awaitable[None]]
 
 CONNECT_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 120.0
@@ -89,10 +91,16 @@ class McpSession:
     """A `Toolset` on one owned, self-healing MCP connection. Use as an async context manager."""
 
     def __init__(
-        self, url: str, headers: dict[str, str], *, connect_wait_s: float = DEFAULT_CONNECT_WAIT_S
+        self,
+        url: str,
+        headers: dict[str, str],
+        *,
+        connect_wait_s: float = DEFAULT_CONNECT_WAIT_S,
+        request_hooks: Sequence[RequestHook] = (),
     ) -> None:
         self.url = url
         self._headers = headers
+        self._request_hooks = list(request_hooks)  # e.g. the fleet-wide rate limiter's
         self._connect_wait_s = connect_wait_s
         self._client: Client | None = None
         self._generation = 0
@@ -145,7 +153,7 @@ class McpSession:
         http = httpx2.AsyncClient(
             headers=self._headers,
             timeout=httpx2.Timeout(CONNECT_TIMEOUT_S, read=READ_TIMEOUT_S),
-            event_hooks={"response": [_record_status]},
+            event_hooks={"request": list(self._request_hooks), "response": [_record_status]},
         )
         async with http, Client(streamable_http_client(self.url, http_client=http), cache=None) as client:
             self.connects += 1
