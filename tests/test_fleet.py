@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,12 +16,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
 from producer.local_redis import LocalRedis, free_port
 from producer.manifest import load_entries
-from producer.procs import Child, robot_fleet_command, start_child
-from tests.conftest import EXAMPLES, StandIn, writer_env
+from producer.procs import robot_fleet_command, start_child
+from tests.conftest import EXAMPLES, StandIn
+from tests.fleet_harness import Fleet, fault_spec, spec_dir, start_fleet
 from worker import keys
 from worker.agent.output import validate_suite
 from worker.spec import load_spec_file
@@ -30,72 +29,6 @@ from worker.spec import load_spec_file
 pytestmark = pytest.mark.integration
 
 SPECS = sorted((EXAMPLES / "specs").glob("*.json"))
-
-
-class Fleet:
-    def __init__(self, env: dict[str, str], redis_url: str, log_dir: Path) -> None:
-        self.env = env
-        self.redis = redis.Redis.from_url(redis_url, decode_responses=True)
-        self.log_dir = log_dir
-
-    def cli(
-        self, *args: str, timeout: float = 180, cwd: Path | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "producer.cli", *args],
-            env={**os.environ, **self.env, "COLUMNS": "220"},
-            capture_output=True, text=True, timeout=timeout, cwd=cwd,
-        )  # fmt: skip
-
-    def start(self, name: str, *args: str) -> Child:
-        return start_child(name, robot_fleet_command(*args), self.log_dir, env=self.env)
-
-    def job(self, job_id: str) -> dict[str, str]:
-        return self.redis.hgetall(keys.job(job_id))
-
-    def batch_of(self, output: str) -> str:
-        return next(word for word in output.split() if word.startswith(("t-", "batch-"))).rstrip(":")
-
-    def wait_states(self, batch_id: str, states: set[str], timeout: float = 90) -> list[dict[str, str]]:
-        deadline = time.monotonic() + timeout
-        while True:
-            jobs = [self.job(job_id) for job_id in self.redis.zrange(keys.batch_jobs(batch_id), 0, -1)]
-            if jobs and all(job.get("state") in states for job in jobs):
-                return jobs
-            assert time.monotonic() < deadline, [(j.get("spec_id"), j.get("state")) for j in jobs]
-            time.sleep(0.2)
-
-
-def spec_dir(tmp_path: Path, specs: list[Path], extra: dict[str, dict] | None = None) -> Path:
-    directory = tmp_path / "specs"
-    directory.mkdir(exist_ok=True)
-    for path in specs:
-        shutil.copy(path, directory / path.name)
-    for name, data in (extra or {}).items():
-        (directory / name).write_text(json.dumps(data), encoding="utf-8")
-    return directory
-
-
-def fault_spec(spec_id: str, **knobs: object) -> dict:
-    return {"id": spec_id, "title": f"Login works for {spec_id}", "area": "auth", "fake_llm": knobs,
-            "scenarios": [{"name": "Login", "steps": ['Log in as "alice" with password "Secret123!"']}]}  # fmt: skip
-
-
-def start_fleet(tmp_path_factory: pytest.TempPathFactory, redis_server: LocalRedis, mcp: StandIn, llm: StandIn,
-                db: int, pool: str, concurrency: int) -> Iterator[Fleet]:  # fmt: skip
-    url = redis_server.url.rsplit("/", 1)[0] + f"/{db}"
-    env = writer_env(mcp, llm, REDIS_URL=url, OPENAI_MAX_RETRIES="0")
-    fleet = Fleet(env, url, tmp_path_factory.mktemp(f"fleet-{pool}"))
-    fleet.redis.flushdb()
-    worker = fleet.start(f"worker-{pool}", "worker", "--pool", pool, "--concurrency", str(concurrency),
-                         "--without-mingle", "--without-gossip")  # fmt: skip
-    deadline = time.monotonic() + 30
-    while "ready" not in worker.log_text():
-        assert worker.alive() and time.monotonic() < deadline, worker.log_text()[-3000:]
-        time.sleep(0.1)
-    yield fleet
-    worker.stop()
-    fleet.redis.close()
 
 
 @pytest.fixture(scope="module")

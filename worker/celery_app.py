@@ -6,26 +6,41 @@ Settings are read once, here, when the worker starts; see `worker.celery_config`
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING, Any
 
-from celery.signals import after_setup_logger, worker_process_shutdown
+from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
+    task_received,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+)
+from redis.exceptions import RedisError
 
 from worker.celery_config import TASK_NAME, create_app
-from worker.redact import RedactingFilter
+from worker.redact import RedactingFilter, redacting_task_class
 from worker.settings import Settings
+
+if TYPE_CHECKING:
+    from worker.leases import LeaseSweeper
 
 __all__ = ["TASK_NAME", "app", "settings"]
 
 settings = Settings()
 app = create_app(settings)
+app.Task = redacting_task_class(app.Task, settings)  # no secret in what Celery stores, shows or logs
 
 
 QUIET_LOGGERS = ("httpx", "httpx2", "mcp.client.streamable_http")
 
 
 @after_setup_logger.connect
+@after_setup_task_logger.connect  # the task logger has handlers of its own
 def _mask_secrets_in_logs(logger: logging.Logger, **_: object) -> None:
     for handler in logger.handlers:
-        handler.addFilter(RedactingFilter(settings))
+        if not any(isinstance(existing, RedactingFilter) for existing in handler.filters):
+            handler.addFilter(RedactingFilter(settings))
     for name in QUIET_LOGGERS:  # one INFO line per HTTP request drowns the job lines
         logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -35,3 +50,40 @@ def _close_runtime(**_: object) -> None:
     from worker.runtime import close_runtime
 
     close_runtime()
+
+
+_sweeper: LeaseSweeper | None = None
+
+
+@worker_ready.connect
+def _start_lease_sweeper(**_: object) -> None:
+    """In the worker's main process: resend the jobs of worker processes that died."""
+    global _sweeper
+    from worker.leases import LeaseSweeper
+
+    _sweeper = LeaseSweeper(app, settings.redis_url, settings.worker_lease_s, held=_held_jobs)
+    _sweeper.start()
+
+
+@task_received.connect
+def _lease_on_receipt(request: Any, **_: object) -> None:
+    """Lease a job the moment this worker receives it, before it waits for a slot."""
+    if _sweeper is not None and request.name == TASK_NAME and request.args:
+        try:
+            _sweeper.renew([str(request.args[0])])
+        except (RedisError, OSError) as exc:  # the periodic renewal will lease it
+            logging.getLogger(__name__).warning("could not lease job %s: %s", request.args[0], exc)
+
+
+def _held_jobs() -> list[str]:
+    """Job ids of the tasks this worker has received and not finished (both pools)."""
+    from celery.worker import state
+
+    requests = list(state.reserved_requests)  # a C-level copy: safe while the consumer adds to it
+    return [str(request.args[0]) for request in requests if request.name == TASK_NAME and request.args]
+
+
+@worker_shutdown.connect
+def _stop_lease_sweeper(**_: object) -> None:
+    if _sweeper is not None:
+        _sweeper.stop()
