@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from producer.failpoints import failpoint
 from producer.manifest import edited_by_a_person, file_sha256, locked_entries
 from producer.outputs import atomic_write_text, sweep_temp_files
 from worker.spec import resolve_in_output
@@ -95,6 +96,7 @@ class Collector:
             return None
         output_dir = await self._output_dir(entry.batch_id)
         path, beside = await asyncio.to_thread(self._write, output_dir, job, result)
+        failpoint("collector.after_write")
         await self._store.mark_collected(
             entry.job_id, entry.attempt, {"output_path": str(path), "beside": int(beside)}
         )
@@ -127,7 +129,7 @@ class Collector:
                 )
                 return beside, True
             if current != wanted:
-                atomic_write_text(path, text)
+                atomic_write_text(path, text, crash_point="collector.mid_write")
             entries[target_path] = {
                 "spec_id": job["spec_id"],
                 "spec_sha256": job["spec_sha256"],

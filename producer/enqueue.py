@@ -14,15 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from celery import Celery
-from kombu.exceptions import OperationalError
-
 from producer.manifest import is_up_to_date, load_entries
 from worker.agent.prompt import PROMPT_VERSION
-from worker.celery_config import QUEUE, TASK_NAME
-from worker.errors import SpecError, StoreUnavailable
+from worker.errors import SpecError
 from worker.settings import Settings
-from worker.spec import Spec, find_conflicts, load_spec_file
+from worker.spec import Spec, find_conflicts, load_spec_file, printable
 from worker.store import Store
 
 _BATCH_NAME_RE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -44,10 +40,13 @@ class Plan:
 
 
 def spec_files(specs_dir: Path, pattern: str, recursive: bool) -> list[Path]:
+    """Every entry the pattern matches, whatever it is: the loader refuses what is not a regular
+    file (a directory, a FIFO, a dangling symlink) with its reason instead of skipping it silently.
+    Recursive, matching directories are walked, not refused."""
     if not specs_dir.is_dir():
         raise SpecError(f"{specs_dir}: not a directory of spec files")
     found = specs_dir.rglob(pattern) if recursive else specs_dir.glob(pattern)
-    return sorted(path for path in found if path.is_file() or path.is_symlink())
+    return sorted(path for path in found if not (recursive and path.is_dir()))
 
 
 def plan_batch(specs_dir: Path, output_dir: Path, settings: Settings, *, pattern: str = "*.json",
@@ -56,15 +55,14 @@ def plan_batch(specs_dir: Path, output_dir: Path, settings: Settings, *, pattern
     root = specs_dir.resolve()
     loaded: list[Spec] = []
     for path in spec_files(specs_dir, pattern, recursive):
-        if not path.resolve().is_relative_to(root):
-            plan.rejected.append(
-                Rejection(str(path), f"{path}: symlink pointing outside the specs directory")
-            )
-            continue
         try:
+            _check_inside(path, root)
             loaded.append(load_spec_file(path, max_bytes=settings.spec_max_bytes))
         except SpecError as exc:
-            plan.rejected.append(Rejection(str(path), exc.message))
+            plan.rejected.append(Rejection(printable(str(path)), exc.message))
+        except Exception as exc:  # one file must never stop its siblings, nor print a traceback
+            reason = f"{printable(str(path))}: could not be read as a spec ({type(exc).__name__}: {exc})"
+            plan.rejected.append(Rejection(printable(str(path)), printable(reason)))
     conflicted = _reject_conflicts(loaded, plan)
     entries = {} if force else load_entries(output_dir)
     wanted = _generation_inputs(settings)
@@ -78,6 +76,21 @@ def plan_batch(specs_dir: Path, output_dir: Path, settings: Settings, *, pattern
         else:
             plan.accepted.append(spec)
     return plan
+
+
+def _check_inside(path: Path, root: Path) -> None:
+    """Refuse a symlink (or a symlink loop) that leads out of the specs directory."""
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError) as exc:  # Python < 3.13 raises RuntimeError on a symlink loop
+        raise SpecError(
+            f"{printable(str(path))}: symlink loop (the link points back to itself); replace it with the spec file"
+        ) from exc
+    if not resolved.is_relative_to(root):
+        raise SpecError(
+            f"{printable(str(path))}: symlink pointing outside the specs directory (to "
+            f"{printable(str(resolved))}); copy the spec into the directory instead"
+        )
 
 
 def _reject_conflicts(specs: list[Spec], plan: Plan) -> set[str]:
@@ -155,12 +168,3 @@ def _job_record(job_id: str, batch_id: str, spec: Spec, now: float, inputs: dict
         "queued_at": now,
         **inputs,
     }
-
-
-def send_job(app: Celery, job_id: str, spec_id: str) -> str:
-    """One task for one job; its arguments show the spec id only (in Flower), never the spec."""
-    try:
-        result = app.send_task(TASK_NAME, args=[job_id], queue=QUEUE, argsrepr=repr(spec_id), kwargsrepr="{}")
-    except OperationalError as exc:
-        raise StoreUnavailable(f"could not queue job {job_id}: {exc}") from exc
-    return str(result.id)

@@ -8,19 +8,22 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from rich.console import Console
+from rich.markup import escape
 
 from producer.collector import Collector
 from producer.console import ConsoleSink
-from producer.enqueue import Plan, new_batch_id, plan_batch, record_batch, send_job
+from producer.enqueue import Plan, new_batch_id, plan_batch, record_batch
 from producer.follow import follow_batch, jobs_table, load_view
+from producer.local_redis import redis_answers
 from worker.agent.events import Event, EventKind
-from worker.celery_config import create_app
-from worker.errors import PermanentError, RetryableError, RobotFleetError
+from worker.celery_config import create_app, send_job
+from worker.errors import PermanentError, RetryableError, RobotFleetError, StoreUnavailable
 from worker.redact import redactor_for
 from worker.settings import Settings
-from worker.store import Store
+from worker.store import SOCKET_CONNECT_TIMEOUT_S, Store
 
 FOLLOW_BLOCK_MS = 1000
 RETRYABLE_KINDS = {cls.kind for cls in RetryableError.__subclasses__()} | {RetryableError.kind}
@@ -28,12 +31,20 @@ PERMANENT_KINDS = {cls.kind for cls in PermanentError.__subclasses__()} | {Perma
 
 
 def _store(settings: Settings) -> Store:
+    """The store, once Redis answers: a Redis that is not there fails now, in one line, instead of
+    after the half minute the store spends riding over an outage of a Redis it was talking to."""
+    if not redis_answers(settings.redis_url, timeout=SOCKET_CONNECT_TIMEOUT_S):
+        where = urlsplit(settings.redis_url)
+        raise StoreUnavailable(f"Redis unavailable: nothing answers at {where.hostname}:{where.port or 6379}")
     return Store.from_url(settings.redis_url, redactor_for(settings))
 
 
 def print_plan(console: Console, plan: Plan) -> None:
     for rejection in plan.rejected:
-        console.print(f"[red]rejected[/] {rejection.reason}", highlight=False)
+        # one line per rejection, however long: no wrapping, and the reason is never read as markup
+        console.print(
+            f"[red]rejected[/] {escape(rejection.reason)}", highlight=False, emoji=False, soft_wrap=True
+        )
     for spec in plan.skipped:
         console.print(
             f"[dim]up to date[/] {spec.spec_id} → {spec.target_path} (use --force to regenerate)",

@@ -7,16 +7,23 @@ import os
 import tempfile
 from pathlib import Path
 
+from producer.failpoints import failpoint
 from worker.spec import resolve_in_output
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Replace `path` with `text` so a reader sees the old file or the whole new one, never a part."""
+def atomic_write_text(path: Path, text: str, *, crash_point: str = "") -> None:
+    """Replace `path` with `text` so a reader sees the old file or the whole new one, never a part.
+
+    `crash_point` names a failpoint between the two halves of the text (fault tests)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
+            handle.write(text[: len(text) // 2])
+            handle.flush()
+            if crash_point:
+                failpoint(crash_point)
+            handle.write(text[len(text) // 2 :])
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)

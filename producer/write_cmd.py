@@ -14,6 +14,7 @@ from worker.agent.loop import WriterResult
 from worker.errors import RobotFleetError
 from worker.llm import OpenAIChatModel, build_client
 from worker.mcp_tools import McpSession
+from worker.ratelimit import FleetLimiter
 from worker.settings import Settings
 from worker.spec import Spec, load_spec_file, resolve_in_output
 from worker.writer import WriterConfig, generate
@@ -22,11 +23,16 @@ CONNECT_WAIT_S = 5.0
 
 
 async def _generate(spec: Spec, settings: Settings, config: WriterConfig, sink: ConsoleSink) -> WriterResult:
-    client = build_client(settings)
+    limiter = FleetLimiter.from_settings(settings)  # a hand-run job shares the fleet's budgets too
+    client = build_client(settings, limiter)
     model = OpenAIChatModel(client, settings.openai_model_writer, settings.writer_temperature)
+    hooks = limiter.mcp_hooks() if limiter is not None else []
     try:
         async with McpSession(
-            settings.gitlab_mcp_url, settings.mcp_headers(), connect_wait_s=CONNECT_WAIT_S
+            settings.gitlab_mcp_url,
+            settings.mcp_headers(),
+            connect_wait_s=CONNECT_WAIT_S,
+            request_hooks=hooks,
         ) as toolset:
             listing = await toolset.list_tools()
             return await generate(
@@ -34,6 +40,8 @@ async def _generate(spec: Spec, settings: Settings, config: WriterConfig, sink: 
             )
     finally:
         await client.close()
+        if limiter is not None:
+            await limiter.aclose()
 
 
 def run_write(

@@ -4,6 +4,7 @@ server down when the worker first connects): never left `queued` for `run` to wa
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 import redis
@@ -43,14 +44,21 @@ def test_services_failing_to_connect_are_recorded_on_the_attempt(
                     )
                 ],
             )
-            await execute_job(
-                store, unreachable, "b:S-1", worker_name="w", last_try=last_try, progress=Progress()
-            )
+            return await execute_job(store, unreachable, "b:S-1", worker_name="w", last_try=last_try,
+                                     progress=Progress(), lease_s=60, countdown=lambda error: 7.0)  # fmt: skip
         finally:
             await store.close()
 
-    with pytest.raises(ToolServerUnavailable):
-        asyncio.run(scenario())
+    if last_try:
+        with pytest.raises(ToolServerUnavailable):
+            asyncio.run(scenario())
+    else:
+        outcome = asyncio.run(scenario())
+        assert isinstance(outcome.retry, ToolServerUnavailable) and outcome.countdown == 7.0
     record = redis_client.hgetall(keys.job("b:S-1"))
     assert (record["state"], record["attempt"], record["error_kind"]) == (state, "1", "mcp_unavailable")
     assert "unreachable while connecting" in record["error_message"]
+    lease = redis_client.zscore(keys.leases(), "b:S-1")
+    assert (lease is None) if last_try else (lease > time.time() + 60), (
+        "a retry stays leased past its countdown"
+    )

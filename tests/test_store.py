@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -48,21 +49,59 @@ async def make_job(store: Store, job_id: str = "b1:S-1") -> None:
     )
 
 
+LEASE_S = 60.0
+
+
 def test_only_the_latest_attempt_can_record_its_result(store_url: str, redis_client: redis.Redis) -> None:
     async def scenario(store: Store) -> tuple[object, ...]:
         await make_job(store)
-        first = await store.claim("b1:S-1", "w1")
-        second = await store.claim("b1:S-1", "w2")  # redelivery while the first still runs
+        first = await store.claim("b1:S-1", "w1", 0.2)
+        busy = await store.claim("b1:S-1", "w2", LEASE_S)  # duplicate delivery while w1's lease is live
+        await asyncio.sleep(0.3)
+        second = await store.claim("b1:S-1", "w2", LEASE_S)  # w1's lease ran out (w1 died): w2 takes over
         stale = await store.finish("b1:S-1", "b1", 1, {"robot_text": "old"}, {"rounds": 1})
         current = await store.finish("b1:S-1", "b1", 2, {"robot_text": "new"}, {"rounds": 2})
-        again = await store.claim("b1:S-1", "w3")  # duplicate delivery after success
-        return first, second, stale, current, again
+        again = await store.claim("b1:S-1", "w3", LEASE_S)  # duplicate delivery after success
+        return first, busy, second, stale, current, again
 
-    first, second, stale, current, again = run(store_url, scenario)
-    assert first == Claim(1, '{"id": "S-1"}') and isinstance(second, Claim) and second.attempt == 2
+    first, busy, second, stale, current, again = run(store_url, scenario)
+    assert first == Claim(1, '{"id": "S-1"}') and busy == "running"
+    assert isinstance(second, Claim) and second.attempt == 2
     assert (stale, current, again) == (False, True, "succeeded")
     assert json.loads(redis_client.get(keys.job_result("b1:S-1")))["robot_text"] == "new"
     assert redis_client.xlen(keys.batch_results("b1")) == 1
+    assert redis_client.zcard(keys.leases()) == 0, "a finished job holds no lease"
+
+
+def test_sweep_requeues_only_jobs_whose_lease_ran_out(store_url: str, redis_client: redis.Redis) -> None:
+    from worker.store import RENEW_SCRIPT, SWEEP_SCRIPT
+
+    async def scenario(store: Store) -> None:
+        await store.create_batch(
+            {"batch_id": "b1", "created_at": 1.0, "output_dir": "/tmp/x"},
+            [({"job_id": f"b1:S-{n}", "batch_id": "b1", "spec_id": f"S-{n}", "state": "queued", "attempt": 0},
+              "{}") for n in range(4)],
+        )  # fmt: skip
+        await store.claim("b1:S-0", "dead", 0.2)  # its worker died: never renewed
+        await store.claim("b1:S-1", "alive", 0.2)
+        await store.claim("b1:S-2", "dead", 0.2)
+        await store.fail("b1:S-2", 1, final=False, kind="model_unavailable", message="x", fields={},
+                         lease_s=0.2)  # a retry whose message died with its worker  # fmt: skip
+        await store.claim("b1:S-3", "alive", 0.2)
+        await store.fail("b1:S-3", 1, final=True, kind="model_rejected", message="x", fields={})
+        await asyncio.sleep(0.3)
+
+    run(store_url, scenario)
+    # the worker holding S-1 is alive and renews what it holds (finished jobs get no lease back)
+    renew = redis_client.register_script(RENEW_SCRIPT)
+    renew(keys=[keys.leases()], args=[time.time() + LEASE_S, keys.job(""), "b1:S-1", "b1:S-3"])
+    sweep = redis_client.register_script(SWEEP_SCRIPT)
+    found = sweep(keys=[keys.leases()], args=[time.time(), 100, keys.job("")])
+    assert sorted(found[::2]) == ["b1:S-0", "b1:S-2"] and sorted(found[1::2]) == ["S-0", "S-2"]
+    states = {n: redis_client.hget(keys.job(f"b1:S-{n}"), "state") for n in range(4)}
+    assert states == {0: "queued", 1: "running", 2: "queued", 3: "failed"}
+    assert redis_client.zrange(keys.leases(), 0, -1) == ["b1:S-1"]
+    assert sweep(keys=[keys.leases()], args=[time.time(), 100, keys.job("")]) == []
 
 
 def test_retry_request_makes_a_new_attempt_and_old_failure_cannot_overwrite(
@@ -70,13 +109,13 @@ def test_retry_request_makes_a_new_attempt_and_old_failure_cannot_overwrite(
 ) -> None:
     async def scenario(store: Store) -> tuple[object, ...]:
         await make_job(store)
-        await store.claim("b1:S-1", "w1")
+        await store.claim("b1:S-1", "w1", LEASE_S)
         await store.fail(
             "b1:S-1", 1, final=True, kind="model_rejected", message=f"bad key {SECRET}", fields={}
         )
-        refused = await store.claim("b1:S-1", "w1")
+        refused = await store.claim("b1:S-1", "w1", LEASE_S)
         retried = await store.request_retry("b1:S-1")
-        claim = await store.claim("b1:S-1", "w2")
+        claim = await store.claim("b1:S-1", "w2", LEASE_S)
         late = await store.fail("b1:S-1", 1, final=True, kind="x", message="late", fields={})
         return refused, retried, claim, late
 
@@ -90,7 +129,7 @@ def test_retry_request_makes_a_new_attempt_and_old_failure_cannot_overwrite(
 def test_failure_messages_and_logs_are_redacted(store_url: str, redis_client: redis.Redis) -> None:
     async def scenario(store: Store) -> None:
         await make_job(store)
-        await store.claim("b1:S-1", "w1")
+        await store.claim("b1:S-1", "w1", LEASE_S)
         await store.fail(
             "b1:S-1", 1, final=False, kind="model_unavailable", message=f"401 for key {SECRET}", fields={}
         )
@@ -102,4 +141,4 @@ def test_failure_messages_and_logs_are_redacted(store_url: str, redis_client: re
 
 
 def test_unknown_job_claim_is_none(store_url: str) -> None:
-    assert run(store_url, lambda store: store.claim("nope", "w")) is None
+    assert run(store_url, lambda store: store.claim("nope", "w", LEASE_S)) is None

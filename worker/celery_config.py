@@ -8,17 +8,22 @@ sent events on (Flower), JSON only.
 from __future__ import annotations
 
 from celery import Celery
+from kombu.exceptions import OperationalError
 
+from worker.errors import StoreUnavailable
 from worker.settings import Settings
 
 TASK_NAME = "robot_fleet.generate"
 QUEUE = "robot-fleet"
 VISIBILITY_MARGIN_S = 1800
+SHORT_VISIBILITY_S = 600
 RESULT_EXPIRES_S = 7 * 24 * 3600
 
 
 def visibility_timeout(settings: Settings) -> int:
     """Longer than the longest job, so Redis never redelivers a job that is still running."""
+    if settings.celery_visibility_timeout_s is not None:
+        return settings.celery_visibility_timeout_s
     return int(settings.writer_timeout_s * 2 + VISIBILITY_MARGIN_S)
 
 
@@ -26,7 +31,10 @@ def create_app(settings: Settings) -> Celery:
     app = Celery(
         "robot_fleet", broker=settings.redis_url, backend=settings.redis_url, include=["worker.tasks"]
     )
-    transport = {"visibility_timeout": visibility_timeout(settings)}
+    timeout = visibility_timeout(settings)
+    transport: dict[str, int] = {"visibility_timeout": timeout}
+    if timeout < SHORT_VISIBILITY_S:  # kombu looks for overdue messages every ~100 s by default
+        transport |= {"unacked_restore_interval": max(1, timeout // 4), "unacked_restore_throttle": 1}
     app.conf.update(
         task_serializer="json",
         result_serializer="json",
@@ -46,3 +54,12 @@ def create_app(settings: Settings) -> Celery:
         worker_cancel_long_running_tasks_on_connection_loss=False,
     )
     return app
+
+
+def send_job(app: Celery, job_id: str, spec_id: str) -> str:
+    """One task for one job; its arguments show the spec id only (in Flower), never the spec."""
+    try:
+        result = app.send_task(TASK_NAME, args=[job_id], queue=QUEUE, argsrepr=repr(spec_id), kwargsrepr="{}")
+    except OperationalError as exc:
+        raise StoreUnavailable(f"could not queue job {job_id}: {exc}") from exc
+    return str(result.id)

@@ -1,7 +1,8 @@
 """One job on the worker: claim an attempt, run the writer with a live log, record the outcome.
 
-Only the attempt that claimed the job may record its result (the store's scripts check it), so a
-duplicate delivery or an attempt overtaken by `retry` can run but cannot write.
+Only the attempt that claimed the job may record its result (the store's scripts check it), so an
+attempt overtaken by `retry` or by the lease sweep can run but cannot write; a duplicate delivery of
+a finished job, or of one running under a live lease, is dropped at the claim.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from worker.agent.context import ContextCache
 from worker.agent.loop import WriterResult
 from worker.agent.model import ChatModel
 from worker.agent.tools import Toolset, ToolSpec
-from worker.errors import RobotFleetError
+from worker.errors import RetryableError, RobotFleetError
 from worker.logsink import Progress, RedisLogSink
 from worker.spec import parse_spec
 from worker.store import Claim, Store
@@ -42,6 +43,10 @@ class JobOutcome:
     state: str
     attempt: int = 0
     detail: str = ""
+    retry: RetryableError | None = None
+    """Set when the attempt failed and will be retried: the error, to hand to Celery's retry."""
+    countdown: float = 0.0
+    """Seconds before the retry, honouring the error's Retry-After."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"job_id": self.job_id, "state": self.state, "attempt": self.attempt, "detail": self.detail}
@@ -55,12 +60,15 @@ async def execute_job(
     worker_name: str,
     last_try: bool,
     progress: Progress,
+    lease_s: float,
+    countdown: Callable[[RetryableError], float],
 ) -> JobOutcome:
-    """Run one attempt. Raises the job's `RobotFleetError` after recording it (retrying or failed).
+    """Run one attempt and record its outcome. A retryable failure (not on the last try) returns an
+    outcome carrying the error and its `countdown`; a final failure raises the job's error.
 
     The job is claimed first, so a failure while connecting the process's shared services (the
     MCP server down at start-up) is recorded against the attempt like any other."""
-    claim = await store.claim(job_id, worker_name)
+    claim = await store.claim(job_id, worker_name, lease_s)
     if claim is None:
         logger.warning("job %s: unknown job, message dropped", job_id)
         return JobOutcome(job_id, "unknown")
@@ -72,10 +80,12 @@ async def execute_job(
     try:
         async with RedisLogSink(store, job_id, claim.attempt, progress) as sink:
             services = await get_services()
+            # the producer checked the file against the limit; its stored re-serialisation may be a
+            # little longer (spaces after separators), so the worker only guards against abuse
             spec = parse_spec(
                 claim.spec_json.encode(),
                 source=record.get("source", job_id),
-                max_bytes=services.spec_max_bytes,
+                max_bytes=2 * services.spec_max_bytes,
             )
             result = await generate(
                 spec,
@@ -87,19 +97,16 @@ async def execute_job(
                 sink=sink,
             )
     except RobotFleetError as exc:
-        final = last_try or not exc.retryable
-        await store.fail(
-            job_id,
-            claim.attempt,
-            final=final,
-            kind=exc.kind,
-            message=exc.message,
-            fields=_failure_fields(exc),
-        )
-        logger.info(
-            "job %s: attempt %d %s (%s)", job_id, claim.attempt, "failed" if final else "will retry", exc.kind
-        )
-        raise
+        retry = exc if isinstance(exc, RetryableError) and not last_try else None
+        wait = countdown(retry) if retry is not None else 0.0
+        fields = _failure_fields(exc) | ({"retry_in_s": round(wait, 1)} if retry else {})
+        await store.fail(job_id, claim.attempt, final=retry is None, kind=exc.kind, message=exc.message,
+                         fields=fields, lease_s=wait + lease_s)  # fmt: skip
+        if retry is None:
+            logger.info("job %s: attempt %d failed (%s)", job_id, claim.attempt, exc.kind)
+            raise
+        logger.info("job %s: attempt %d will retry in %.1fs (%s)", job_id, claim.attempt, wait, exc.kind)
+        return JobOutcome(job_id, "retrying", claim.attempt, exc.kind, retry=retry, countdown=wait)
     written = await store.finish(
         job_id, record["batch_id"], claim.attempt, _result_payload(result), _fields(result)
     )

@@ -8,6 +8,7 @@ rfleet:job:{job}                    hash  the job record (state, attempt, counte
 rfleet:job:{job}:spec               string  the spec JSON (task arguments carry only the job id)
 rfleet:job:{job}:result             string  the result JSON of the current attempt
 rfleet:job:{job}:log                stream  the job's streamed log (capped)
+rfleet:leases                       zset  job id -> deadline of its running or retrying attempt
 """
 
 from __future__ import annotations
@@ -54,3 +55,7 @@ def job_result(job_id: str) -> str:
 
 def job_log(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}:log"
+
+
+def leases() -> str:
+    return f"{PREFIX}:leases"

@@ -20,6 +20,7 @@ from worker.agent.context import ContextCache
 from worker.jobs import Services
 from worker.llm import OpenAIChatModel, build_client
 from worker.mcp_tools import McpSession
+from worker.ratelimit import FleetLimiter
 from worker.redact import redactor_for
 from worker.settings import Settings
 from worker.store import Store
@@ -41,6 +42,7 @@ class ProcessRuntime:
         self._services_lock: asyncio.Lock | None = None
         self._session: McpSession | None = None
         self._listed_at_connect = -1
+        self._limiter: FleetLimiter | None = None
 
     @property
     def worker_name(self) -> str:
@@ -72,10 +74,12 @@ class ProcessRuntime:
     async def _build(self) -> Services:
         settings = self._settings
         config = WriterConfig.from_settings(settings)
-        session = McpSession(settings.gitlab_mcp_url, settings.mcp_headers())
+        limiter = self._limiter = FleetLimiter.from_settings(settings)  # None: no fleet-wide limit set
+        hooks = limiter.mcp_hooks() if limiter is not None else []
+        session = McpSession(settings.gitlab_mcp_url, settings.mcp_headers(), request_hooks=hooks)
         await session.__aenter__()
         self._session = session
-        client = build_client(settings)
+        client = build_client(settings, limiter)
         return Services(
             model=OpenAIChatModel(client, settings.openai_model_writer, settings.writer_temperature),
             toolset=session,
@@ -91,6 +95,8 @@ class ProcessRuntime:
                 await self._session.__aexit__(None, None, None)
             if self._store is not None:
                 await self._store.close()
+            if self._limiter is not None:
+                await self._limiter.aclose()
 
         try:
             self.submit(shutdown()).result(timeout=10)

@@ -18,11 +18,13 @@ DEFAULT_OUTPUT_DIR = Path("./generated")
 DEFAULT_MAX_ROUNDS = 16
 DEFAULT_MAX_REPAIRS = 2
 DEFAULT_JOB_TIMEOUT_S = 600.0
+DEFAULT_LEASE_S = 60.0
 DEFAULT_TOOL_TIMEOUT_S = 30.0
 DEFAULT_TOOL_RESULT_MAX_CHARS = 24_000
 DEFAULT_SPEC_MAX_BYTES = 256 * 1024
 DEFAULT_MODEL_MAX_RETRIES = 3
 DEFAULT_MODEL_TIMEOUT_S = 120.0
+DEFAULT_RATE_WINDOW_S = 60.0
 
 
 class Settings(BaseSettings):
@@ -67,6 +69,13 @@ class Settings(BaseSettings):
     """Turns in which the model may fix an answer that failed validation."""
     writer_timeout_s: float = Field(DEFAULT_JOB_TIMEOUT_S, gt=0)
     """Wall-clock budget of one job, enforced inside the coroutine."""
+    celery_visibility_timeout_s: int | None = Field(None, ge=1)
+    """Redis delivers a task again when it stays unacknowledged this long, seconds. None: twice the
+    job timeout plus 30 min. Lower than a job's run time, jobs are delivered twice (the duplicate is
+    dropped at its claim, but holds a slot meanwhile); dead workers' jobs are resent by the lease."""
+    worker_lease_s: float = Field(DEFAULT_LEASE_S, ge=2)
+    """A running job whose worker process has not renewed its lease for this long (the process
+    died) is sent again to another worker. Renewed every quarter of it."""
     writer_temperature: float | None = 0.1
     """Sampling temperature; None means the provider default."""
     tool_timeout_s: float = Field(DEFAULT_TOOL_TIMEOUT_S, gt=0)
@@ -84,14 +93,28 @@ class Settings(BaseSettings):
     robocop_ignore: str = ""
     """Comma-separated Robocop rule ids or names never reported (whitespace rules: the formatter fixes them)."""
 
-    @field_validator("openai_base_url", "gitlab_ref", mode="before")
+    fleet_llm_rpm: int | None = Field(None, ge=1)
+    """Fleet-wide model requests per rate window, shared by every worker through Redis; None: no limit."""
+    fleet_llm_tpm: int | None = Field(None, ge=1)
+    """Fleet-wide model tokens per rate window (estimated before sending); None: no limit."""
+    fleet_mcp_rpm: int | None = Field(None, ge=1)
+    """Fleet-wide MCP server requests per rate window, shared by every worker; None: no limit."""
+    fleet_rate_window_s: float = Field(DEFAULT_RATE_WINDOW_S, ge=1)
+    """The window of the three fleet-wide budgets, in seconds: 60 makes them per minute."""
+
+    @field_validator(
+        "openai_base_url",
+        "gitlab_ref",
+        "gitlab_mcp_token",
+        "celery_visibility_timeout_s",
+        "fleet_llm_rpm",
+        "fleet_llm_tpm",
+        "fleet_mcp_rpm",
+        mode="before",
+    )
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
-
-    @field_validator("gitlab_mcp_token", mode="before")
-    @classmethod
-    def _blank_token_is_none(cls, value: object) -> object:
+        """An empty variable (as `.env.example` leaves the optional ones) means none."""
         return None if isinstance(value, str) and not value.strip() else value
 
     def mcp_headers(self) -> dict[str, str]:

@@ -1,9 +1,12 @@
 """The job store in Redis: each lifecycle step is one atomic script or pipeline (async only).
 
     create_batch  batch record, job records and specs, in one transaction
-    claim         queued/retrying/running -> running, attempt + 1; refuses finished jobs (duplicates)
+    claim         queued/retrying -> running, attempt + 1, leased; refuses finished jobs and jobs
+                  running under a live lease (duplicate deliveries)
     finish        running -> succeeded, result stored, results-stream entry; current attempt only
     fail          running -> retrying | failed with kind and message; current attempt only
+    renew         the leases of the jobs a live worker holds (received, running)
+    sweep         jobs whose lease ran out (their worker died) -> queued, to be sent again
     collected     succeeded -> collected after the file is durably written; current attempt only
     request_retry failed -> queued (the next claim is a new attempt; older attempts can't write)
 
@@ -21,7 +24,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import EqualJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from worker import keys
 from worker.errors import StoreUnavailable
@@ -31,15 +38,25 @@ Redactor = Callable[[str], str]
 SOCKET_CONNECT_TIMEOUT_S = 5.0
 SOCKET_TIMEOUT_S = 30.0
 """No Redis command may wait longer than this (blocking reads use at most a few seconds)."""
+RETRY_BACKOFF_CAP_S = 2.0
+RETRIES = 20
+"""A command that loses its connection is retried (redis-py's Retry) for about half a minute, so a
+restart of Redis (AOF on: nothing lost) is ridden over by workers and collectors. The scripts are
+safe to run twice: each checks the state it moves from."""
 
 _CLAIM = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {-1, ''} end
 if state == 'succeeded' or state == 'collected' or state == 'failed' then return {0, state} end
+local now = tonumber(ARGV[1])
+if state == 'running' and tonumber(redis.call('ZSCORE', KEYS[3], ARGV[5]) or '0') > now then
+  return {0, 'running'}
+end
 local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
 redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', ARGV[1], 'worker', ARGV[2],
   'error_kind', '', 'error_message', '')
 redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), ARGV[5])
 return {attempt, redis.call('GET', KEYS[2]) or ''}
 """
 
@@ -51,6 +68,7 @@ redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[4])
 redis.call('HSET', KEYS[1], 'state', 'succeeded', unpack(cjson.decode(ARGV[3])))
 redis.call('XADD', KEYS[3], '*', 'v', '1', 'job_id', ARGV[5], 'attempt', ARGV[1])
 redis.call('EXPIRE', KEYS[3], ARGV[4])
+redis.call('ZREM', KEYS[4], ARGV[5])
 return 1
 """
 
@@ -59,7 +77,39 @@ if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] or redis.call('HGET', KEYS[
   return 0
 end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], unpack(cjson.decode(ARGV[3])))
+if ARGV[2] == 'retrying' then
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
+else
+  redis.call('ZREM', KEYS[2], ARGV[5])
+end
 return 1
+"""
+
+RENEW_SCRIPT = """
+for i = 3, #ARGV do
+  local state = redis.call('HGET', ARGV[2] .. ARGV[i], 'state')
+  if state == 'queued' or state == 'running' or state == 'retrying' then
+    redis.call('ZADD', KEYS[1], 'GT', ARGV[1], ARGV[i])
+  end
+end
+return 1
+"""
+
+SWEEP_SCRIPT = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local requeued = {}
+for _, job_id in ipairs(due) do
+  redis.call('ZREM', KEYS[1], job_id)
+  local key = ARGV[3] .. job_id
+  local state = redis.call('HGET', key, 'state')
+  if state == 'queued' or state == 'running' or state == 'retrying' then
+    redis.call('HSET', key, 'state', 'queued', 'queued_at', ARGV[1], 'lease_expired_in', state)
+    redis.call('HINCRBY', key, 'requeued', 1)
+    table.insert(requeued, job_id)
+    table.insert(requeued, redis.call('HGET', key, 'spec_id') or '')
+  end
+end
+return requeued
 """
 
 _COLLECTED = """
@@ -122,6 +172,8 @@ class Store:
             health_check_interval=30,
             socket_connect_timeout=SOCKET_CONNECT_TIMEOUT_S,
             socket_timeout=SOCKET_TIMEOUT_S,
+            retry=Retry(EqualJitterBackoff(cap=RETRY_BACKOFF_CAP_S, base=0.1), RETRIES),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError, OSError],
         )
         return cls(client, redact)
 
@@ -192,11 +244,13 @@ class Store:
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    async def claim(self, job_id: str, worker: str) -> Claim | str | None:
-        """A new attempt of `job_id`, or the final state that refuses it, or None if unknown."""
+    async def claim(self, job_id: str, worker: str, lease_s: float) -> Claim | str | None:
+        """A new attempt of `job_id` leased for `lease_s`, or the state that refuses it (finished, or
+        `running` under another live lease), or None if the job is unknown."""
         code, payload = await self._run(
             self._claim(
-                keys=[keys.job(job_id), keys.job_spec(job_id)], args=[time.time(), worker, keys.BATCH_TTL_S]
+                keys=[keys.job(job_id), keys.job_spec(job_id), keys.leases()],
+                args=[time.time(), worker, keys.BATCH_TTL_S, lease_s, job_id],
             )
         )
         if int(code) < 0:
@@ -212,7 +266,7 @@ class Store:
         payload = json.dumps({**result, "v": keys.RECORD_VERSION, "attempt": attempt})
         done = await self._run(
             self._finish(
-                keys=[keys.job(job_id), keys.job_result(job_id), keys.batch_results(batch_id)],
+                keys=[keys.job(job_id), keys.job_result(job_id), keys.batch_results(batch_id), keys.leases()],
                 args=[
                     attempt,
                     payload,
@@ -225,16 +279,27 @@ class Store:
         return bool(done)
 
     async def fail(
-        self, job_id: str, attempt: int, *, final: bool, kind: str, message: str, fields: dict[str, Any]
+        self,
+        job_id: str,
+        attempt: int,
+        *,
+        final: bool,
+        kind: str,
+        message: str,
+        fields: dict[str, Any],
+        lease_s: float = 0.0,
     ) -> bool:
+        """Record a failed attempt. A retrying job stays leased for `lease_s` (its retry's countdown
+        and a lease): if no worker has claimed it by then, the sweep sends it again."""
         state = "failed" if final else "retrying"
-        update = {
-            **fields,
-            "error_kind": kind,
-            "error_message": self.redact(message),
-            "finished_at": time.time(),
-        }
-        done = await self._run(self._fail(keys=[keys.job(job_id)], args=[attempt, state, _flat(update)]))
+        now = time.time()
+        update = {**fields, "error_kind": kind, "error_message": self.redact(message), "finished_at": now}
+        done = await self._run(
+            self._fail(
+                keys=[keys.job(job_id), keys.leases()],
+                args=[attempt, state, _flat(update), now + lease_s, job_id],
+            )
+        )
         return bool(done)
 
     async def mark_collected(self, job_id: str, attempt: int, fields: dict[str, Any]) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import random
 import time
 from typing import Any
 
@@ -10,42 +11,49 @@ from celery import Task
 
 from worker.celery_app import TASK_NAME, app, settings
 from worker.errors import RetryableError
-from worker.jobs import execute_job
+from worker.jobs import JobOutcome, execute_job
 from worker.logsink import Progress
 from worker.runtime import get_runtime
 
 MAX_RETRIES = 5
-RETRY_BACKOFF_MAX_S = 300
+RETRY_BASE_S = 4.0
+RETRY_BACKOFF_MAX_S = 300.0
 PROGRESS_EVERY_S = 1.0
 
 
-@app.task(
-    name=TASK_NAME,
-    bind=True,
-    autoretry_for=(RetryableError,),
-    retry_backoff=2,
-    retry_backoff_max=RETRY_BACKOFF_MAX_S,
-    retry_jitter=True,
-    max_retries=MAX_RETRIES,
-)
+def retry_countdown(retries: int, retry_after: float | None) -> float:
+    """Seconds before retry number `retries + 1`: exponential with "equal jitter" (half fixed, half
+    random: 2-4 s, 4-8 s, ... 32-64 s, so five retries span at least a minute of outage), and never
+    sooner than the server's Retry-After."""
+    ceiling = min(RETRY_BACKOFF_MAX_S, RETRY_BASE_S * 2**retries)
+    return max(ceiling / 2 + random.uniform(0, ceiling / 2), retry_after or 0.0)
+
+
+@app.task(name=TASK_NAME, bind=True, max_retries=MAX_RETRIES)
 def generate(self: Task, job_id: str) -> dict[str, Any]:
     runtime = get_runtime(settings)
     progress = Progress()
+    retries = self.request.retries
 
-    async def run() -> dict[str, Any]:
-        last_try = self.request.retries >= (self.max_retries or 0)
-        outcome = await execute_job(
+    def countdown(error: RetryableError) -> float:
+        return retry_countdown(retries, error.retry_after)
+
+    async def run() -> JobOutcome:
+        return await execute_job(
             runtime.store,
             runtime.services,
             job_id,
             worker_name=runtime.worker_name,
-            last_try=last_try,
+            last_try=retries >= (self.max_retries or 0),
             progress=progress,
+            lease_s=settings.worker_lease_s,
+            countdown=countdown,
         )
-        return outcome.as_dict()
 
-    future = runtime.submit(run())
-    return _wait_reporting_progress(self, future, progress)
+    outcome: JobOutcome = _wait_reporting_progress(self, runtime.submit(run()), progress)
+    if outcome.retry is not None:  # Celery's retry: a new message, delivered after the countdown
+        raise self.retry(exc=outcome.retry, countdown=outcome.countdown)
+    return outcome.as_dict()
 
 
 def _wait_reporting_progress(task: Task, future: concurrent.futures.Future[Any], progress: Progress) -> Any:

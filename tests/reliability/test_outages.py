@@ -1,0 +1,134 @@
+"""Issue 6, items 2 and 4: the MCP server down for 20 s mid-batch, and Redis restarted mid-batch
+(AOF on, as in the compose file). Real worker, `run` as a user runs it, both stand-ins over HTTP."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from producer.local_redis import LocalRedis, free_port
+from producer.manifest import load_entries
+from producer.procs import Child, port_open, robot_fleet_command, start_child
+from tests.conftest import EXAMPLES, StandIn, writer_env
+from tests.fleet_harness import Fleet
+from worker import keys
+from worker.agent.output import validate_suite
+
+pytestmark = [pytest.mark.integration, pytest.mark.reliability]
+
+SPECS = sorted((EXAMPLES / "specs").glob("*.json"))
+MCP_DOWN_S = 20.0
+
+
+def start_mcp(port: int, log_dir: Path) -> Child:
+    command = robot_fleet_command("mcp-serve", "--repo", str(EXAMPLES / "framework"), "--project-id", "42",
+                                  "--log-level", "WARNING", "--port", str(port))  # fmt: skip
+    return start_child(f"mcp-{time.monotonic_ns()}", command, log_dir, ready_port=("127.0.0.1", port))
+
+
+def batch_id_of(fleet: Fleet, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while not fleet.redis.zcard(keys.batches()):
+        assert time.monotonic() < deadline, "batch recorded"
+        time.sleep(0.05)
+    return str(fleet.redis.zrange(keys.batches(), 0, -1)[0])
+
+
+def count_state(fleet: Fleet, batch_id: str, state: str) -> int:
+    jobs = [fleet.job(job_id) for job_id in fleet.redis.zrange(keys.batch_jobs(batch_id), 0, -1)]
+    return sum(job.get("state") == state for job in jobs)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def assert_batch_whole(fleet: Fleet, batch_id: str, out: Path) -> list[dict[str, str]]:
+    jobs = [fleet.job(job_id) for job_id in fleet.redis.zrange(keys.batch_jobs(batch_id), 0, -1)]
+    assert len(jobs) == len(SPECS) and {job["state"] for job in jobs} == {"collected"}
+    finished = [fields["job_id"] for _, fields in fleet.redis.xrange(keys.batch_results(batch_id))]
+    assert sorted(finished) == sorted(job["job_id"] for job in jobs), "one finished attempt per job"
+    for job in jobs:
+        assert validate_suite((out / job["target_path"]).read_text(encoding="utf-8")).ok
+    assert len(load_entries(out)) == len(SPECS) and not list(out.rglob("*.new"))
+    return jobs
+
+
+def test_mcp_server_down_for_20_s_mid_batch(
+    tmp_path: Path, redis_server: LocalRedis, fake_llm: StandIn, report: Callable[..., None]
+) -> None:
+    port = free_port()
+    mcp = start_mcp(port, tmp_path)
+    url = redis_server.url.rsplit("/", 1)[0] + "/13"
+    env = writer_env(StandIn(mcp, port), fake_llm, knobs="latency=0.2", REDIS_URL=url, OPENAI_MAX_RETRIES="0")
+    fleet = Fleet(env, url, tmp_path / "logs")
+    fleet.redis.flushdb()
+    try:
+        worker = fleet.start_worker("worker", "--pool", "threads", "--concurrency", "4")
+        out = tmp_path / "out"
+        run = fleet.start(
+            "run", "run", str(EXAMPLES / "specs"), "--batch", "t-mcp-down", "--output-dir", str(out)
+        )
+        batch_id = batch_id_of(fleet)
+        wait_for(lambda: count_state(fleet, batch_id, "collected") >= 3, 60, "first files collected")
+        mcp.stop()
+        down_at = time.monotonic()
+        time.sleep(MCP_DOWN_S)
+        assert not port_open("127.0.0.1", port)
+        mcp = start_mcp(port, tmp_path)
+        assert run.process.wait(timeout=180) == 0, run.log_text()[-3000:]
+        back_after_s = time.monotonic() - down_at - MCP_DOWN_S
+        jobs = assert_batch_whole(fleet, batch_id, out)
+        retried = sum(int(job["attempt"]) - 1 for job in jobs)
+        worker_log = worker.log_text()
+        assert "MCP session to" in worker_log and "reconnecting" in worker_log, "the session saw the outage"
+        assert "failed (" not in worker_log, "no attempt failed permanently"
+        report(2, f"MCP server down {MCP_DOWN_S:.0f} s mid-batch ({len(SPECS)} specs), then back",
+               jobs=len(jobs), collected=len(jobs), failed=0, attempts_retried=retried,
+               batch_done_after_mcp_back_s=round(back_after_s, 1))  # fmt: skip
+    finally:
+        fleet.stop_all()
+        mcp.stop()
+
+
+def test_redis_restarted_mid_batch_with_aof(
+    tmp_path: Path, mcp_server: StandIn, fake_llm: StandIn, report: Callable[..., None]
+) -> None:
+    server = LocalRedis(directory=tmp_path / "redis-aof", appendonly=True).start()
+    env = writer_env(mcp_server, fake_llm, knobs="latency=0.2", REDIS_URL=server.url, OPENAI_MAX_RETRIES="0",
+                     WORKER_LEASE_S="6")  # fmt: skip
+    fleet = Fleet(env, server.url, tmp_path / "logs")
+    try:
+        fleet.start_worker("worker", "--pool", "threads", "--concurrency", "4")
+        out = tmp_path / "out"
+        run = fleet.start(
+            "run", "run", str(EXAMPLES / "specs"), "--batch", "t-redis", "--output-dir", str(out)
+        )
+        batch_id = batch_id_of(fleet)
+        wait_for(lambda: count_state(fleet, batch_id, "collected") >= 3, 60, "first files collected")
+        running = count_state(fleet, batch_id, "running")
+        server.stop()  # SIGTERM: Redis writes its AOF and exits, as `docker compose restart redis` does
+        time.sleep(3.0)
+        server.start()
+        restarted_at = time.monotonic()
+        assert run.process.wait(timeout=180) == 0, run.log_text()[-3000:]
+        done_after_s = time.monotonic() - restarted_at
+        jobs = assert_batch_whole(fleet, batch_id, out)
+        files = sorted(out.rglob("*.robot"))
+        assert len(files) == len(SPECS), "nothing duplicated: one file per spec"
+        report(4, f"Redis (AOF) stopped for 3 s and restarted mid-batch ({len(SPECS)} specs, {running} running)",
+               jobs=len(jobs), collected=len(jobs), lost=0, duplicated=0,
+               attempts_retried=sum(int(job["attempt"]) - 1 for job in jobs),
+               resent_by_lease=sum(int(job.get("requeued", 0)) for job in jobs),
+               batch_done_after_restart_s=round(done_after_s, 1))  # fmt: skip
+    finally:
+        fleet.stop_all()
+        server.stop()
+        shutil.rmtree(tmp_path / "redis-aof", ignore_errors=True)

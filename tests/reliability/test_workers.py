@@ -1,0 +1,162 @@
+"""Issue 6, items 1 and 10: worker processes killed with SIGKILL mid-batch, and one task delivered
+twice. Real worker processes, a private redis-server, both stand-ins over HTTP."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from producer.local_redis import LocalRedis
+from producer.manifest import load_entries
+from producer.procs import Child
+from tests.conftest import EXAMPLES, StandIn, writer_env
+from tests.fleet_harness import Fleet, spec_dir
+from worker import keys
+from worker.agent.output import validate_suite
+
+pytestmark = [pytest.mark.integration, pytest.mark.reliability]
+
+SPECS = sorted((EXAMPLES / "specs").glob("*.json"))
+LEASE_S = 4
+
+
+@pytest.fixture
+def make_fleet(
+    tmp_path: Path, redis_server: LocalRedis, mcp_server: StandIn, fake_llm: StandIn
+) -> Iterator[Callable[..., Fleet]]:
+    fleets: list[Fleet] = []
+
+    def make(db: int, knobs: str, **env: str) -> Fleet:
+        url = redis_server.url.rsplit("/", 1)[0] + f"/{db}"
+        settings = writer_env(mcp_server, fake_llm, knobs=knobs, REDIS_URL=url, OPENAI_MAX_RETRIES="0",
+                              WORKER_LEASE_S=str(LEASE_S), **env)  # fmt: skip
+        fleet = Fleet(settings, url, tmp_path / f"logs-{db}")
+        fleet.redis.flushdb()
+        fleets.append(fleet)
+        return fleet
+
+    yield make
+    for fleet in fleets:
+        fleet.stop_all()
+
+
+def worker_name(worker: Child) -> str:
+    import socket
+
+    return f"{socket.gethostname()}:{worker.process.pid}"
+
+
+def batch_jobs(fleet: Fleet, batch_id: str) -> list[dict[str, str]]:
+    return [fleet.job(job_id) for job_id in fleet.redis.zrange(keys.batch_jobs(batch_id), 0, -1)]
+
+
+def wait_until(condition: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def running_on(fleet: Fleet, batch_id: str, worker: Child) -> int:
+    name = worker_name(worker)
+    return sum(
+        job.get("state") == "running" and job.get("worker") == name for job in batch_jobs(fleet, batch_id)
+    )
+
+
+def assert_every_file_written_once(
+    fleet: Fleet, batch_id: str, out: Path, count: int
+) -> list[dict[str, str]]:
+    """Every job collected once from one finished attempt; its file whole and equal to that result."""
+    jobs = batch_jobs(fleet, batch_id)
+    assert len(jobs) == count and {job["state"] for job in jobs} == {"collected"}
+    stream = keys.batch_results(batch_id)
+    finished = [fields["job_id"] for _, fields in fleet.redis.xrange(stream)]
+    assert sorted(finished) == sorted(job["job_id"] for job in jobs), "one finished attempt per job"
+    assert fleet.redis.xpending(stream, keys.COLLECTOR_GROUP)["pending"] == 0
+    for job in jobs:
+        text = (out / job["target_path"]).read_text(encoding="utf-8")
+        assert validate_suite(text).ok, job["target_path"]
+        result = json.loads(fleet.redis.get(keys.job_result(job["job_id"])))
+        assert result["attempt"] == int(job["attempt"])
+    assert len(load_entries(out)) == count
+    assert not list(out.rglob("*.tmp")) and not list(out.rglob("*.new"))
+    return jobs
+
+
+def test_sigkilled_workers_lose_no_job_and_write_each_file_once(
+    make_fleet: Callable[..., Fleet], tmp_path: Path, report: Callable[..., None]
+) -> None:
+    fleet = make_fleet(10, "latency=0.25")
+    first = fleet.start_worker("worker-a", "--pool", "threads", "--concurrency", "4")
+    second = fleet.start_worker("worker-b", "--pool", "threads", "--concurrency", "4")
+    out = tmp_path / "out"
+    run = fleet.start("run-1", "run", str(EXAMPLES / "specs"), "--batch", "t-kill", "--output-dir", str(out))
+    wait_until(lambda: fleet.redis.zcard(keys.batches()), 30, "batch recorded")
+    batch_id = fleet.redis.zrange(keys.batches(), 0, -1)[0]
+    wait_until(lambda: running_on(fleet, batch_id, first) >= 2, 60, "worker A runs jobs")
+    lost = running_on(fleet, batch_id, first)
+    first.signal(signal.SIGKILL)
+    killed_at = time.monotonic()
+    assert run.process.wait(timeout=120) == 0, run.log_text()[-3000:]
+    recovered_s = time.monotonic() - killed_at
+    jobs = assert_every_file_written_once(fleet, batch_id, out, len(SPECS))
+    requeued = sum(int(job.get("requeued", 0)) for job in jobs)
+    assert requeued >= lost, "the killed worker's running jobs were sent again by the lease sweep"
+    assert all(job["worker"] == worker_name(second) for job in jobs if int(job.get("requeued", 0)))
+
+    # the only worker killed, then a new one started: the lease brings its jobs back
+    out_2 = tmp_path / "out-2"
+    subset = spec_dir(tmp_path, SPECS[:8])
+    run_2 = fleet.start("run-2", "run", str(subset), "--batch", "t-only", "--output-dir", str(out_2))
+    wait_until(lambda: fleet.redis.zcard(keys.batches()) == 2, 30, "second batch recorded")
+    batch_2 = fleet.redis.zrevrange(keys.batches(), 0, 0)[0]
+    wait_until(lambda: running_on(fleet, batch_2, second) >= 2, 60, "worker B runs jobs")
+    lost_2 = running_on(fleet, batch_2, second)
+    second.signal(signal.SIGKILL)
+    second.process.wait()
+    restarted = fleet.start_worker("worker-c", "--pool", "threads", "--concurrency", "4")
+    assert run_2.process.wait(timeout=120) == 0, run_2.log_text()[-3000:]
+    jobs_2 = assert_every_file_written_once(fleet, batch_2, out_2, 8)
+    requeued_2 = sum(int(job.get("requeued", 0)) for job in jobs_2)
+    assert requeued_2 >= lost_2
+    assert all(job["worker"] == worker_name(restarted) for job in jobs_2 if int(job.get("requeued", 0)))
+    report(1, f"SIGKILL of 1 of 2 workers mid-batch ({len(SPECS)} specs), then of the only worker, restarted",
+           jobs=len(SPECS) + 8, files_written_once=len(SPECS) + 8, partial_files=0,
+           running_jobs_lost=lost + lost_2, resent_by_lease=requeued + requeued_2,
+           batch_done_after_kill_s=round(recovered_s, 1), lease_s=LEASE_S)  # fmt: skip
+
+
+def test_a_task_delivered_twice_yields_one_result_and_one_file(
+    make_fleet: Callable[..., Fleet], tmp_path: Path, report: Callable[..., None]
+) -> None:
+    # a visibility timeout far below the job's run time: Redis itself delivers the running task again
+    fleet = make_fleet(11, "latency=1.5", CELERY_VISIBILITY_TIMEOUT_S="1")
+    workers = [fleet.start_worker(f"worker-{n}", "--pool", "threads", "--concurrency", "2") for n in range(2)]
+    out = tmp_path / "out"
+    specs = spec_dir(tmp_path, SPECS[:2])
+    done = fleet.cli("run", str(specs), "--batch", "t-dup", "--output-dir", str(out), timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    batch_id = fleet.batch_of(done.stdout)
+    jobs = assert_every_file_written_once(fleet, batch_id, out, 2)
+    # and once more by hand, after the job finished (a late redelivery)
+    from worker.celery_config import create_app, send_job
+    from worker.settings import Settings
+
+    app = create_app(Settings(redis_url=fleet.env["REDIS_URL"]))
+    send_job(app, jobs[0]["job_id"], jobs[0]["spec_id"])
+    logs = lambda: "".join(worker.log_text() for worker in workers)  # noqa: E731
+    wait_until(
+        lambda: "already collected, duplicate delivery ignored" in logs(), 30, "late duplicate dropped"
+    )
+    dropped_running = logs().count("already running, duplicate delivery ignored")
+    assert dropped_running >= 1, "Redis redelivered a running task at least once"
+    assert all(job["attempt"] == "1" for job in batch_jobs(fleet, batch_id))
+    assert_every_file_written_once(fleet, batch_id, out, 2)
+    report(10, "one task delivered twice: by Redis (visibility timeout 1 s < job) and again after it finished",
+           jobs=2, deliveries_dropped=dropped_running + 1, attempts_per_job=1, results=2, files=2)  # fmt: skip
