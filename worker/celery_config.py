@@ -44,6 +44,7 @@ def create_app(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_track_started=True,
+        task_ignore_result=True,  # the job store holds results; Flower follows the task events
         worker_send_task_events=True,
         task_send_sent_event=True,
         task_default_queue=QUEUE,

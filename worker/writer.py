@@ -95,7 +95,7 @@ async def generate(
     limits = config.limits
     try:
         async with asyncio.timeout(limits.timeout_s) as deadline:
-            tools = GuardedTools(toolset, listing, config.policy)
+            tools = GuardedTools(toolset, listing, config.policy, cache.memo)
             context, fetched = await cache.get(tools, config.policy.project_id, config.policy.ref)
             sink.emit(
                 Event(

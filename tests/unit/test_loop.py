@@ -82,7 +82,13 @@ def test_assistant_message_carries_tool_calls_and_each_call_is_answered() -> Non
 
 def test_parallel_calls_of_one_turn_run_concurrently() -> None:
     toolset = DictToolset(dict(FILES), delay_s=0.05)
-    calls = [("get_file_contents", {"file_path": "tests/a.robot"})] * 4
+    paths = (
+        "tests/a.robot",
+        "tests/d.robot",
+        "tests/b.robot",
+        "tests/c.robot",
+    )  # distinct: reads are memoised
+    calls = [("get_file_contents", {"file_path": path}) for path in paths]
     run([call_turn(*calls), text_turn(GOOD)], toolset=toolset)
     assert toolset.max_in_flight == 4
 

@@ -69,3 +69,29 @@ def test_code_reads_get_whole_results_only_the_model_sees_them_cut() -> None:
     tools = guard(toolset, max_result_chars=1000)
     whole = asyncio.run(tools.call_pinned("get_file_contents", {"file_path": "big.resource"}))
     assert "truncated" not in whole.text and json.loads(whole.text)["content"] == "y" * 5000
+
+
+def test_file_reads_are_memoised_per_process_and_shared_by_concurrent_callers() -> None:
+    from worker.agent.tools import ToolMemo
+
+    toolset = DictToolset({"a.robot": "x" * 50, "b.robot": "y"}, delay_s=0.02)
+    listing = asyncio.run(toolset.list_tools())
+    memo = ToolMemo()
+    policy = ToolPolicy(project_id="42", ref="main", max_result_chars=1000)
+    first_job, second_job = (GuardedTools(toolset, listing, policy, memo) for _ in range(2))
+
+    async def scenario() -> list[object]:
+        reads = [first_job.call("get_file_contents", '{"file_path": "a.robot"}') for _ in range(3)]
+        reads += [
+            second_job.call("get_file_contents", '{"file_path": "a.robot", "ref": "x"}')
+        ]  # pinned: same key
+        reads += [second_job.call("get_file_contents", '{"file_path": "missing.robot"}') for _ in range(2)]
+        reads += [second_job.call_pinned("get_file_contents", {"file_path": "b.robot"})]
+        return await asyncio.gather(*reads)
+
+    outcomes = asyncio.run(scenario())
+    assert len({outcome.text for outcome in outcomes[:4]}) == 1 and not outcomes[0].is_error
+    assert all(outcome.is_error for outcome in outcomes[4:6])
+    paths = [args["file_path"] for name, args in toolset.calls]
+    assert sorted(paths) == ["a.robot", "b.robot", "missing.robot", "missing.robot"], "errors are not kept"
+    assert memo.hits >= 3

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.agent.tools import GuardedTools
+from worker.agent.tools import GuardedTools, ToolMemo
 from worker.errors import ConfigError, ConventionMissing, RobotFleetError, ToolServerUnavailable
 
 logger = logging.getLogger(__name__)
@@ -177,6 +177,8 @@ class ContextCache:
 
     def __init__(self, ttl_s: float = DEFAULT_CONTEXT_TTL_S) -> None:
         self._ttl_s = ttl_s
+        self.memo = ToolMemo(ttl_s)
+        """The process's file reads, shared by every job's guard (the model's reads included)."""
         self._files: dict[tuple[str, str | None, str], tuple[float, str | None]] = {}
         self._contexts: dict[tuple[str, str | None], RepoContext] = {}
         self._locks: dict[tuple[str, str | None], asyncio.Lock] = {}
@@ -220,3 +222,4 @@ class ContextCache:
     def clear(self) -> None:
         self._files.clear()
         self._contexts.clear()
+        self.memo = ToolMemo(self._ttl_s)

@@ -5,6 +5,7 @@ intersected with what the server lists); any other call is refused with a messag
 never reaches the server; `project_id`/`ref` are injected where the schema has them and pinned to
 the configured project and ref whatever the model passes; invalid argument JSON, tool errors and
 timeouts come back as text for the model; results over a size limit are cut with a marker.
+File reads are answered from a per-process memo after the first (`ToolMemo`).
 Infrastructure failures (`ToolServerUnavailable`, `ToolServerRejected`) are the only exceptions.
 """
 
@@ -13,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-from collections.abc import Iterable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -55,12 +57,52 @@ class ToolPolicy:
     timeout_s: float = 30.0
 
 
-class GuardedTools:
-    """The only way the writer reaches tools. Build with `create` (lists the server's tools once)."""
+MEMOIZED_TOOLS: frozenset[str] = frozenset({"get_file_contents"})
+"""Reads whose answer depends on their (pinned) arguments only: a file at a ref."""
+DEFAULT_MEMO_TTL_S = 15 * 60
 
-    def __init__(self, toolset: Toolset, specs: Iterable[ToolSpec], policy: ToolPolicy) -> None:
+
+class ToolMemo:
+    """Per-process memory of successful read-only calls, keyed by tool and pinned arguments.
+
+    Every job of a batch reads the same similar tests and resources; the first read reaches the
+    MCP server, the others (the model's and grounding's alike) are answered from here until the
+    entry is `ttl_s` old. Concurrent readers of one key share a single call; errors are not kept."""
+
+    def __init__(self, ttl_s: float = DEFAULT_MEMO_TTL_S) -> None:
+        self._ttl_s = ttl_s
+        self._results: dict[str, tuple[float, ToolOutcome]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.hits = 0
+
+    async def get_or_call(self, key: str, call: Callable[[], Awaitable[ToolOutcome]]) -> ToolOutcome:
+        if (fresh := self._fresh(key)) is not None:
+            return fresh
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            if (fresh := self._fresh(key)) is not None:
+                return fresh
+            outcome = await call()
+            if not outcome.is_error:
+                self._results[key] = (time.monotonic(), outcome)
+            return outcome
+
+    def _fresh(self, key: str) -> ToolOutcome | None:
+        cached = self._results.get(key)
+        if cached is None or time.monotonic() - cached[0] >= self._ttl_s:
+            return None
+        self.hits += 1
+        return cached[1]
+
+
+class GuardedTools:
+    """The only way the writer reaches tools: allow-list, pinned project and ref, timeouts."""
+
+    def __init__(
+        self, toolset: Toolset, specs: Iterable[ToolSpec], policy: ToolPolicy, memo: ToolMemo | None = None
+    ) -> None:
         self._toolset = toolset
         self._policy = policy
+        self._memo = memo
         self._specs = {spec.name: spec for spec in specs if spec.name in policy.allowed}
 
     @property
@@ -107,12 +149,19 @@ class GuardedTools:
         """Call with project/ref pinned and a timeout. Results for the model are cut to the size
         limit (its context is precious); code reading a file or a tree page gets it whole."""
         pinned = self._pin(name, arguments)
+        if self._memo is not None and name in MEMOIZED_TOOLS:
+            key = json.dumps([name, pinned], sort_keys=True, default=str)
+            outcome = await self._memo.get_or_call(key, lambda: self._call(name, pinned))
+        else:
+            outcome = await self._call(name, pinned)
+        return ToolOutcome(self._truncate(outcome.text), outcome.is_error) if for_model else outcome
+
+    async def _call(self, name: str, pinned: dict[str, Any]) -> ToolOutcome:
         try:
             async with asyncio.timeout(self._policy.timeout_s):
-                outcome = await self._toolset.call_tool(name, pinned)
+                return await self._toolset.call_tool(name, pinned)
         except TimeoutError:
             return ToolOutcome(f"Error: {name} timed out after {self._policy.timeout_s:g}s.", is_error=True)
-        return ToolOutcome(self._truncate(outcome.text), outcome.is_error) if for_model else outcome
 
     def _pin(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
         schema = self._specs[name].input_schema if name in self._specs else {}
