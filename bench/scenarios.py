@@ -171,7 +171,10 @@ def mcp_calls(bench: Bench) -> dict[str, Any]:
         "fleet_tool_calls_per_spec": _ratio(_tools(warm["mcp"]), n_warm),
         "fleet_requests_per_spec": _ratio(warm["mcp"]["requests"], n_warm),
         "fleet_tool_calls_by_name": warm["mcp"]["tool_calls"],
-        "fleet_worker_side_reads": warm["mcp"]["tool_calls"].get("get_file_contents", 0) - model_reads,
+        "model_file_reads_per_spec": _ratio(model_reads, n_warm),
+        "model_file_reads_answered_by_memo": _ratio(
+            max(0, model_reads - warm["mcp"]["tool_calls"].get("get_file_contents", 0)), model_reads
+        ),
         "cold_batch_specs": n_cold, "worker_processes": cfg.processes,
         "cold_tree_calls": cold["mcp"]["tool_calls"].get("get_repository_tree", 0),
         "cold_context_fetches": fetched,
