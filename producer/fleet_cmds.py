@@ -35,7 +35,10 @@ def _store(settings: Settings) -> Store:
     after the half minute the store spends riding over an outage of a Redis it was talking to."""
     if not redis_answers(settings.redis_url, timeout=SOCKET_CONNECT_TIMEOUT_S):
         where = urlsplit(settings.redis_url)
-        raise StoreUnavailable(f"Redis unavailable: nothing answers at {where.hostname}:{where.port or 6379}")
+        place = f"{where.hostname}:{where.port or 6379}" if where.hostname else where.path
+        raise StoreUnavailable(
+            f"Redis unavailable at {place}: no answer, or the password in REDIS_URL refused"
+        )
     return Store.from_url(settings.redis_url, redactor_for(settings))
 
 

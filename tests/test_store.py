@@ -80,28 +80,33 @@ def test_sweep_requeues_only_jobs_whose_lease_ran_out(store_url: str, redis_clie
         await store.create_batch(
             {"batch_id": "b1", "created_at": 1.0, "output_dir": "/tmp/x"},
             [({"job_id": f"b1:S-{n}", "batch_id": "b1", "spec_id": f"S-{n}", "state": "queued", "attempt": 0},
-              "{}") for n in range(4)],
+              "{}") for n in range(6)],
         )  # fmt: skip
         await store.claim("b1:S-0", "dead", 0.2)  # its worker died: never renewed
         await store.claim("b1:S-1", "alive", 0.2)
-        await store.claim("b1:S-2", "dead", 0.2)
-        await store.fail("b1:S-2", 1, final=False, kind="model_unavailable", message="x", fields={},
-                         lease_s=0.2)  # a retry whose message died with its worker  # fmt: skip
+        await store.claim("b1:S-2", "alive", 0.2)
+        await store.fail("b1:S-2", 1, final=False, kind="model_unavailable", message="x", fields={})
         await store.claim("b1:S-3", "alive", 0.2)
         await store.fail("b1:S-3", 1, final=True, kind="model_rejected", message="x", fields={})
-        await asyncio.sleep(0.3)
+        await store.claim("b1:S-5", "dead", 0.2)  # a job whose workers keep dying
+        await store.redis.hset(keys.job("b1:S-5"), "requeued", 3)
 
     run(store_url, scenario)
-    # the worker holding S-1 is alive and renews what it holds (finished jobs get no lease back)
     renew = redis_client.register_script(RENEW_SCRIPT)
-    renew(keys=[keys.leases()], args=[time.time() + LEASE_S, keys.job(""), "b1:S-1", "b1:S-3"])
+    # a dead worker had received S-4 (still queued) and leased it on receipt
+    renew(keys=[keys.leases()], args=[0.2, keys.job(""), "b1:S-4"])
+    time.sleep(0.3)
+    # the worker holding S-1 is alive and renews what it holds (finished jobs get no lease back)
+    renew(keys=[keys.leases()], args=[LEASE_S, keys.job(""), "b1:S-1", "b1:S-3"])
     sweep = redis_client.register_script(SWEEP_SCRIPT)
-    found = sweep(keys=[keys.leases()], args=[time.time(), 100, keys.job("")])
-    assert sorted(found[::2]) == ["b1:S-0", "b1:S-2"] and sorted(found[1::2]) == ["S-0", "S-2"]
-    states = {n: redis_client.hget(keys.job(f"b1:S-{n}"), "state") for n in range(4)}
-    assert states == {0: "queued", 1: "running", 2: "queued", 3: "failed"}
+    found = sweep(keys=[keys.leases()], args=[100, keys.job(""), 3])
+    assert sorted(found[::2]) == ["b1:S-0", "b1:S-4"] and sorted(found[1::2]) == ["S-0", "S-4"]
+    states = {n: redis_client.hget(keys.job(f"b1:S-{n}"), "state") for n in range(6)}
+    # S-2 waits for its retry holding no lease: a queue backlog must not look like a dead worker
+    assert states == {0: "queued", 1: "running", 2: "retrying", 3: "failed", 4: "queued", 5: "failed"}
+    assert redis_client.hget(keys.job("b1:S-5"), "error_kind") == "worker_lost"
     assert redis_client.zrange(keys.leases(), 0, -1) == ["b1:S-1"]
-    assert sweep(keys=[keys.leases()], args=[time.time(), 100, keys.job("")]) == []
+    assert sweep(keys=[keys.leases()], args=[100, keys.job(""), 3]) == []
 
 
 def test_retry_request_makes_a_new_attempt_and_old_failure_cannot_overwrite(

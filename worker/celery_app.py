@@ -68,7 +68,8 @@ def _start_lease_sweeper(**_: object) -> None:
 @task_received.connect
 def _lease_on_receipt(request: Any, **_: object) -> None:
     """Lease a job the moment this worker receives it, before it waits for a slot."""
-    if _sweeper is not None and request.name == TASK_NAME and request.args:
+    # a retry waiting for its countdown (eta) is leased when it becomes due and is held for real
+    if _sweeper is not None and request.name == TASK_NAME and request.args and not request.eta:
         try:
             _sweeper.renew([str(request.args[0])])
         except (RedisError, OSError) as exc:  # the periodic renewal will lease it
@@ -79,7 +80,14 @@ def _held_jobs() -> list[str]:
     """Job ids of the tasks this worker has received and not finished (both pools)."""
     from celery.worker import state
 
-    requests = list(state.reserved_requests)  # a C-level copy: safe while the consumer adds to it
+    for _ in range(5):  # a WeakSet the consumer and pool threads change: copy it, again if it moved
+        try:
+            requests = list(state.reserved_requests)
+            break
+        except RuntimeError:
+            continue
+    else:
+        return []
     return [str(request.args[0]) for request in requests if request.name == TASK_NAME and request.args]
 
 

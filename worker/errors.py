@@ -15,7 +15,8 @@
         ├── RoundsExhausted       the model never gave a final answer within the round budget
         ├── RepairsExhausted      the answer stayed invalid after the repair turns
         ├── NoAnswer              the model ended its turn with nothing to write
-        └── JobTimeout            the wall-clock budget of the job ran out
+        ├── JobTimeout            the wall-clock budget of the job ran out
+        └── InternalError         an unexpected exception in the worker (a bug): recorded, not retried
 
 Third-party exceptions are translated once, where the SDK is called, and re-raised `from exc`.
 Each class has a stable `kind`, stored with a failed job and shown by `status`.
@@ -109,3 +110,7 @@ class NoAnswer(PermanentError):
 
 class JobTimeout(PermanentError):
     kind = "timeout"
+
+
+class InternalError(PermanentError):
+    kind = "internal"

@@ -16,13 +16,17 @@ from worker.agent.context import ContextCache
 from worker.agent.loop import WriterResult
 from worker.agent.model import ChatModel
 from worker.agent.tools import Toolset, ToolSpec
-from worker.errors import RetryableError, RobotFleetError
+from worker.errors import InternalError, RetryableError, RobotFleetError
 from worker.logsink import Progress, RedisLogSink
 from worker.spec import parse_spec
 from worker.store import Claim, Store
 from worker.writer import WriterConfig, generate
 
 logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 12
+"""However an attempt came (Celery retry, lease sweep, duplicate), a job that has been tried this
+often fails at its next retryable error instead of being retried again."""
 
 
 @dataclass
@@ -96,17 +100,24 @@ async def execute_job(
                 cache=services.cache,
                 sink=sink,
             )
-    except RobotFleetError as exc:
-        retry = exc if isinstance(exc, RetryableError) and not last_try else None
-        wait = countdown(retry) if retry is not None else 0.0
-        fields = _failure_fields(exc) | ({"retry_in_s": round(wait, 1)} if retry else {})
-        await store.fail(job_id, claim.attempt, final=retry is None, kind=exc.kind, message=exc.message,
-                         fields=fields, lease_s=wait + lease_s)  # fmt: skip
-        if retry is None:
-            logger.info("job %s: attempt %d failed (%s)", job_id, claim.attempt, exc.kind)
-            raise
-        logger.info("job %s: attempt %d will retry in %.1fs (%s)", job_id, claim.attempt, wait, exc.kind)
-        return JobOutcome(job_id, "retrying", claim.attempt, exc.kind, retry=retry, countdown=wait)
+    except Exception as exc:
+        error = exc if isinstance(exc, RobotFleetError) else InternalError(f"{type(exc).__name__}: {exc}")
+        if error is not exc:  # a bug, not a condition: record it (never leave the job `running`)
+            logger.exception("job %s: attempt %d crashed", job_id, claim.attempt)
+        final = last_try or claim.attempt >= MAX_ATTEMPTS or not isinstance(error, RetryableError)
+        retry = None if final else error
+        wait = countdown(retry) if isinstance(retry, RetryableError) else 0.0
+        fields = _failure_fields(error) | ({"retry_in_s": round(wait, 1)} if retry else {})
+        recorded = await store.fail(
+            job_id, claim.attempt, final=final, kind=error.kind, message=error.message, fields=fields
+        )
+        if final or not recorded:  # not recorded: a newer attempt owns the job, it retries on its own
+            logger.info("job %s: attempt %d failed (%s)", job_id, claim.attempt, error.kind)
+            if error is exc:
+                raise
+            raise error from exc
+        logger.info("job %s: attempt %d will retry in %.1fs (%s)", job_id, claim.attempt, wait, error.kind)
+        return JobOutcome(job_id, "retrying", claim.attempt, error.kind, retry=retry, countdown=wait)
     written = await store.finish(
         job_id, record["batch_id"], claim.attempt, _result_payload(result), _fields(result)
     )

@@ -1,11 +1,16 @@
 """Jobs of a dead worker process are sent again, without waiting for Redis's visibility timeout.
 
 Every job a worker holds (received, waiting for a slot or running, in any pool) has a lease in
-`rfleet:leases` (a deadline), which a thread of the worker's main process renews every quarter of
-`WORKER_LEASE_S`; a claim leases the job too, and a retrying job is leased for its countdown plus
-one lease, so a retry message lost with its worker is also found. The same thread then moves the
-jobs whose lease ran out back to `queued` and sends their task again; the move is one script, so
-one sweeper wins each job however many workers sweep.
+`rfleet:leases` (a deadline on the Redis server's clock), set when the task is received and at the
+claim, and renewed by a thread of the worker's main process every quarter of `WORKER_LEASE_S`. The
+same thread moves the jobs whose lease ran out back to `queued` and sends their task again; the
+move is one script, so one sweeper wins each job however many workers sweep. A job whose workers
+died `MAX_REQUEUES` times is failed (`worker_lost`) instead: it may be what kills them.
+
+A retry waiting for its countdown, or in the queue behind other jobs, holds no lease (a backlog is
+not a dead worker); the worker that holds it when it is due leases it. After an outage of Redis a
+worker renews for one whole lease before it sweeps again, so jobs whose renewals the outage missed
+are not taken for dead ones.
 
 The dead worker's own message is still in Redis's unacked set: after the visibility timeout it is
 delivered again and dropped at the claim (the job is finished, or running under a live lease).
@@ -30,6 +35,7 @@ from worker.store import RENEW_SCRIPT, SOCKET_CONNECT_TIMEOUT_S, SOCKET_TIMEOUT_
 logger = logging.getLogger(__name__)
 
 SWEEP_BATCH = 200
+MAX_REQUEUES = 3
 
 
 class LeaseSweeper:
@@ -64,27 +70,35 @@ class LeaseSweeper:
     def renew(self, job_ids: list[str]) -> None:
         """Lease these jobs for one more lease from now (never shortening a longer lease)."""
         if job_ids:
-            self._renew(keys=[keys.leases()], args=[time.time() + self._lease_s, keys.job(""), *job_ids])
+            self._renew(keys=[keys.leases()], args=[self._lease_s, keys.job(""), *job_ids])
 
     def sweep_once(self) -> list[str]:
-        """Requeue and resend the jobs whose lease is over; returns their ids."""
-        found = self._sweep(keys=[keys.leases()], args=[time.time(), SWEEP_BATCH, keys.job("")])
+        """Requeue and resend the jobs whose lease is over; returns their ids. A job whose workers
+        died `MAX_REQUEUES` times is failed instead (`worker_lost`): it may be what kills them."""
+        found = self._sweep(keys=[keys.leases()], args=[SWEEP_BATCH, keys.job(""), MAX_REQUEUES])
+        pairs = list(zip(found[::2], found[1::2], strict=True))
         resent: list[str] = []
-        for job_id, spec_id in zip(found[::2], found[1::2], strict=True):
+        for position, (job_id, spec_id) in enumerate(pairs):
             try:
                 send_job(self._app, job_id, spec_id)
-            except StoreUnavailable:  # lease it again as due, so the next sweep sends it
-                self._client.hset(keys.job(job_id), "state", "retrying")
-                self._client.zadd(keys.leases(), {job_id: 0})
+            except StoreUnavailable:  # lease the unsent ones again as due: the next sweep sends them
+                self._client.zadd(keys.leases(), {unsent: 0 for unsent, _ in pairs[position:]})
                 raise
             logger.warning("job %s: its worker stopped renewing the lease (died?); sent again", job_id)
             resent.append(job_id)
         return resent
 
     def _run(self) -> None:
+        hold_until = 0.0
         while not self._stop.wait(self._interval_s):
             try:
                 self.renew(self._held())
-                self.sweep_once()
+                if time.monotonic() >= hold_until:
+                    self.sweep_once()
             except (RedisError, OSError, StoreUnavailable) as exc:
-                logger.warning("lease sweep skipped, Redis unavailable: %s", exc)
+                # after an outage, every worker renews for a whole lease before anyone sweeps, so
+                # running jobs whose renewals the outage missed are not taken for dead ones
+                hold_until = time.monotonic() + self._lease_s
+                logger.warning("lease renewal and sweep skipped, Redis unavailable: %s", exc)
+            except Exception:  # never let the thread die: without it this worker's jobs look dead
+                logger.exception("lease renewal or sweep failed; trying again in %.0fs", self._interval_s)

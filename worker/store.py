@@ -6,7 +6,8 @@
     finish        running -> succeeded, result stored, results-stream entry; current attempt only
     fail          running -> retrying | failed with kind and message; current attempt only
     renew         the leases of the jobs a live worker holds (received, running)
-    sweep         jobs whose lease ran out (their worker died) -> queued, to be sent again
+    sweep         jobs whose lease ran out (their worker died) -> queued, to be sent again; after
+                  MAX_REQUEUES such deaths -> failed (`worker_lost`: the job may be what kills them)
     collected     succeeded -> collected after the file is durably written; current attempt only
     request_retry failed -> queued (the next claim is a new attempt; older attempts can't write)
 
@@ -44,21 +45,32 @@ RETRIES = 20
 restart of Redis (AOF on: nothing lost) is ridden over by workers and collectors. The scripts are
 safe to run twice: each checks the state it moves from."""
 
-_CLAIM = """
+_NOW = """
+local function now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+"""
+# Lease deadlines are on the Redis server's clock (TIME), so workers' clocks may disagree.
+
+_CLAIM = (
+    _NOW
+    + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {-1, ''} end
 if state == 'succeeded' or state == 'collected' or state == 'failed' then return {0, state} end
-local now = tonumber(ARGV[1])
-if state == 'running' and tonumber(redis.call('ZSCORE', KEYS[3], ARGV[5]) or '0') > now then
+local clock = now()
+if state == 'running' and tonumber(redis.call('ZSCORE', KEYS[3], ARGV[5]) or '0') > clock then
   return {0, 'running'}
 end
 local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
 redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', ARGV[1], 'worker', ARGV[2],
   'error_kind', '', 'error_message', '')
 redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), ARGV[5])
+redis.call('ZADD', KEYS[3], clock + tonumber(ARGV[4]), ARGV[5])
 return {attempt, redis.call('GET', KEYS[2]) or ''}
 """
+)
 
 _FINISH = """
 if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'state') ~= 'running' then
@@ -77,40 +89,50 @@ if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] or redis.call('HGET', KEYS[
   return 0
 end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], unpack(cjson.decode(ARGV[3])))
-if ARGV[2] == 'retrying' then
-  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
-else
-  redis.call('ZREM', KEYS[2], ARGV[5])
-end
+redis.call('ZREM', KEYS[2], ARGV[4])
 return 1
 """
 
-RENEW_SCRIPT = """
+RENEW_SCRIPT = (
+    _NOW
+    + """
+local deadline = now() + tonumber(ARGV[1])
 for i = 3, #ARGV do
   local state = redis.call('HGET', ARGV[2] .. ARGV[i], 'state')
   if state == 'queued' or state == 'running' or state == 'retrying' then
-    redis.call('ZADD', KEYS[1], 'GT', ARGV[1], ARGV[i])
+    redis.call('ZADD', KEYS[1], 'GT', deadline, ARGV[i])
   end
 end
 return 1
 """
+)
 
-SWEEP_SCRIPT = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+SWEEP_SCRIPT = (
+    _NOW
+    + """
+local clock = now()
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', clock, 'LIMIT', 0, tonumber(ARGV[1]))
 local requeued = {}
 for _, job_id in ipairs(due) do
   redis.call('ZREM', KEYS[1], job_id)
-  local key = ARGV[3] .. job_id
+  local key = ARGV[2] .. job_id
   local state = redis.call('HGET', key, 'state')
   if state == 'queued' or state == 'running' or state == 'retrying' then
-    redis.call('HSET', key, 'state', 'queued', 'queued_at', ARGV[1], 'lease_expired_in', state)
-    redis.call('HINCRBY', key, 'requeued', 1)
-    table.insert(requeued, job_id)
-    table.insert(requeued, redis.call('HGET', key, 'spec_id') or '')
+    local times = tonumber(redis.call('HGET', key, 'requeued') or '0')
+    if times >= tonumber(ARGV[3]) then
+      redis.call('HSET', key, 'state', 'failed', 'error_kind', 'worker_lost', 'finished_at', clock,
+        'error_message', 'its worker died ' .. (times + 1) .. ' times while holding it (killed, out of memory?)')
+    else
+      redis.call('HSET', key, 'state', 'queued', 'queued_at', clock, 'lease_expired_in', state)
+      redis.call('HINCRBY', key, 'requeued', 1)
+      table.insert(requeued, job_id)
+      table.insert(requeued, redis.call('HGET', key, 'spec_id') or '')
+    end
   end
 end
 return requeued
 """
+)
 
 _COLLECTED = """
 if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'state') ~= 'succeeded' then
@@ -279,26 +301,21 @@ class Store:
         return bool(done)
 
     async def fail(
-        self,
-        job_id: str,
-        attempt: int,
-        *,
-        final: bool,
-        kind: str,
-        message: str,
-        fields: dict[str, Any],
-        lease_s: float = 0.0,
+        self, job_id: str, attempt: int, *, final: bool, kind: str, message: str, fields: dict[str, Any]
     ) -> bool:
-        """Record a failed attempt. A retrying job stays leased for `lease_s` (its retry's countdown
-        and a lease): if no worker has claimed it by then, the sweep sends it again."""
+        """Record a failed attempt. A retrying job holds no lease while it waits for its countdown
+        and in the queue; the worker that receives its retry leases it again."""
         state = "failed" if final else "retrying"
-        now = time.time()
-        update = {**fields, "error_kind": kind, "error_message": self.redact(message), "finished_at": now}
+        update = {
+            **fields,
+            "error_kind": kind,
+            "error_message": self.redact(message),
+            "finished_at": time.time(),
+        }
+        if isinstance(update.get("diagnostics"), list):
+            update["diagnostics"] = [self.redact(str(line)) for line in update["diagnostics"]]
         done = await self._run(
-            self._fail(
-                keys=[keys.job(job_id), keys.leases()],
-                args=[attempt, state, _flat(update), now + lease_s, job_id],
-            )
+            self._fail(keys=[keys.job(job_id), keys.leases()], args=[attempt, state, _flat(update), job_id])
         )
         return bool(done)
 

@@ -18,15 +18,18 @@ from worker.runtime import get_runtime
 MAX_RETRIES = 5
 RETRY_BASE_S = 4.0
 RETRY_BACKOFF_MAX_S = 300.0
+RETRY_AFTER_MAX_S = 900.0
+"""A server asking for a longer wait is waited this long (a retry held by a worker for hours would
+outlive Redis's visibility timeout and be delivered twice)."""
 PROGRESS_EVERY_S = 1.0
 
 
 def retry_countdown(retries: int, retry_after: float | None) -> float:
     """Seconds before retry number `retries + 1`: exponential with "equal jitter" (half fixed, half
     random: 2-4 s, 4-8 s, ... 32-64 s, so five retries span at least a minute of outage), and never
-    sooner than the server's Retry-After."""
+    sooner than the server's Retry-After (up to 15 min)."""
     ceiling = min(RETRY_BACKOFF_MAX_S, RETRY_BASE_S * 2**retries)
-    return max(ceiling / 2 + random.uniform(0, ceiling / 2), retry_after or 0.0)
+    return max(ceiling / 2 + random.uniform(0, ceiling / 2), min(retry_after or 0.0, RETRY_AFTER_MAX_S))
 
 
 @app.task(name=TASK_NAME, bind=True, max_retries=MAX_RETRIES)
