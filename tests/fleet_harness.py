@@ -9,16 +9,18 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
 from producer.local_redis import LocalRedis
+from producer.manifest import load_entries
 from producer.procs import Child, robot_fleet_command, start_child
 from tests.conftest import StandIn, writer_env
 from worker import keys
+from worker.agent.output import validate_suite
 
 
 class Fleet:
@@ -36,9 +38,6 @@ class Fleet:
             env={**os.environ, **self.env, "COLUMNS": "220"},
             capture_output=True, text=True, timeout=timeout, cwd=cwd,
         )  # fmt: skip
-
-    def cli_command(self) -> list[str]:
-        return robot_fleet_command()
 
     def start(self, name: str, *args: str) -> Child:
         child = start_child(
@@ -67,14 +66,47 @@ class Fleet:
     def batch_of(self, output: str) -> str:
         return next(word for word in output.split() if word.startswith(("t-", "batch-"))).rstrip(":")
 
+    def jobs(self, batch_id: str) -> list[dict[str, str]]:
+        return [self.job(job_id) for job_id in self.redis.zrange(keys.batch_jobs(batch_id), 0, -1)]
+
+    def latest_batch(self, count: int = 1, timeout: float = 30) -> str:
+        """The newest batch id, once at least `count` batches are recorded (a `run` started in the
+        background records its batch a moment later)."""
+        wait_until(lambda: self.redis.zcard(keys.batches()) >= count, timeout, f"{count} batches recorded")
+        return str(self.redis.zrevrange(keys.batches(), 0, 0)[0])
+
     def wait_states(self, batch_id: str, states: set[str], timeout: float = 90) -> list[dict[str, str]]:
         deadline = time.monotonic() + timeout
         while True:
-            jobs = [self.job(job_id) for job_id in self.redis.zrange(keys.batch_jobs(batch_id), 0, -1)]
+            jobs = self.jobs(batch_id)
             if jobs and all(job.get("state") in states for job in jobs):
                 return jobs
             assert time.monotonic() < deadline, [(j.get("spec_id"), j.get("state")) for j in jobs]
             time.sleep(0.2)
+
+    def assert_written_once(self, batch_id: str, out: Path, count: int) -> list[dict[str, str]]:
+        """Every job collected once from one finished attempt; its file whole and equal to that result."""
+        jobs = self.jobs(batch_id)
+        assert len(jobs) == count and {job["state"] for job in jobs} == {"collected"}
+        stream = keys.batch_results(batch_id)
+        finished = [fields["job_id"] for _, fields in self.redis.xrange(stream)]
+        assert sorted(finished) == sorted(job["job_id"] for job in jobs), "one finished attempt per job"
+        assert self.redis.xpending(stream, keys.COLLECTOR_GROUP)["pending"] == 0
+        for job in jobs:
+            text = (out / job["target_path"]).read_text(encoding="utf-8")
+            assert validate_suite(text).ok, job["target_path"]
+            result = json.loads(self.redis.get(keys.job_result(job["job_id"])))
+            assert result["attempt"] == int(job["attempt"]) and result["robot_text"] == text
+        assert len(load_entries(out)) == count
+        assert not list(out.rglob("*.tmp")) and not list(out.rglob("*.new"))
+        return jobs
+
+
+def wait_until(condition: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
 
 
 def spec_dir(tmp_path: Path, specs: list[Path], extra: dict[str, dict] | None = None) -> Path:

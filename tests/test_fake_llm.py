@@ -21,7 +21,7 @@ from robot.api.parsing import ModelVisitor
 from robot.running import ResourceFile
 
 from offline.fake_llm.stats import RetryAfter
-from offline.fake_llm.window import Budget, Peak, retry_after_header
+from offline.window import Budget, Peak, retry_after_header
 from producer.local_redis import free_port
 from producer.procs import Child, robot_fleet_command, start_child
 

@@ -21,9 +21,10 @@ HEAD = "*** Settings ***\nResource    resources/common.resource\nResource    res
 def ground_all(mcp: StandIn, suites: list[str]) -> list[Grounding]:
     async def go() -> list[Grounding]:
         async with McpSession(f"{mcp.base}/mcp", {}) as session:
-            tools = GuardedTools(session, await session.list_tools(), ToolPolicy(project_id="42", ref="main"))
             cache = ContextCache()
-            grounder = Grounder(lambda path: cache.read_file(tools, "42", "main", path))
+            policy = ToolPolicy(project_id="42", ref="main")
+            tools = GuardedTools(session, await session.list_tools(), policy, cache.memo)
+            grounder = Grounder(lambda path: cache.read_file(tools, path))
             return [await grounder.check(text, "tests/auth/new.robot") for text in suites]
 
     return asyncio.run(go())

@@ -105,10 +105,7 @@ async def generate(
                     {"paths": len(context.paths), "fetched": fetched, "tools": tools.names},
                 )
             )
-            project, ref = config.policy.project_id, config.policy.ref
-            check = _suite_check(
-                spec, config, context, lambda path: cache.read_file(tools, project, ref, path)
-            )
+            check = _suite_check(spec, config, context, lambda path: cache.read_file(tools, path))
             result = await write_suite(spec, context, model, tools, sink, limits, check)
             if config.format_output:
                 result = replace(result, robot_text=await asyncio.to_thread(format_suite, result.robot_text))

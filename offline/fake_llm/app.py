@@ -31,7 +31,7 @@ from offline.fake_llm.knobs import KnobError, Knobs, ServerConfig, resolve
 from offline.fake_llm.policy import Action, Answer, ToolTurn, decide
 from offline.fake_llm.stats import Conversation, Stats
 from offline.fake_llm.suite import spec_id
-from offline.fake_llm.window import Budget, Entry, retry_after_header
+from offline.window import Budget, Entry, retry_after_header
 
 log = logging.getLogger(__name__)
 

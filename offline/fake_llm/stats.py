@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from offline.fake_llm.window import DEFAULT_WINDOW_S, Peak
+from offline.window import DEFAULT_WINDOW_S, Peak
 
 HONOUR_TOLERANCE_S = 0.05
 # a retry this much earlier than Retry-After still counts as honouring it (clock and network jitter)

@@ -13,7 +13,7 @@ import pytest
 
 from producer.local_redis import LocalRedis
 from producer.manifest import load_entries
-from producer.procs import start_child
+from producer.procs import robot_fleet_command, start_child
 from tests.conftest import EXAMPLES, StandIn
 from tests.fleet_harness import Fleet, start_fleet
 from worker import keys
@@ -35,7 +35,7 @@ def fleet(
 def collect_until_crash(fleet: Fleet, batch_id: str, failpoint: str) -> int:
     collector = start_child(
         f"collector-{failpoint}",
-        [*fleet.cli_command(), "collect", "--batch", batch_id, "--reclaim-idle", "0.3"],
+        [*robot_fleet_command(), "collect", "--batch", batch_id, "--reclaim-idle", "0.3"],
         fleet.log_dir,
         env={**fleet.env, "ROBOT_FLEET_FAILPOINT": failpoint},
     )

@@ -18,7 +18,6 @@ import pytest
 from producer.local_redis import LocalRedis
 from tests.conftest import EXAMPLES, StandIn, start_stand_in, writer_env
 from tests.fleet_harness import Fleet, fault_spec, spec_dir
-from worker import keys
 from worker.agent.output import validate_suite
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
@@ -59,10 +58,6 @@ def fleet(
     fleet.stop_all()
 
 
-def batch_jobs(fleet: Fleet, batch_id: str) -> list[dict[str, str]]:
-    return [fleet.job(job_id) for job_id in fleet.redis.zrange(keys.batch_jobs(batch_id), 0, -1)]
-
-
 def test_random_429_and_500_every_job_completes_and_retry_after_is_honoured(
     fleet: Fleet, faulty_llm: StandIn, tmp_path: Path, report: Callable[..., None]
 ) -> None:
@@ -71,7 +66,7 @@ def test_random_429_and_500_every_job_completes_and_retry_after_is_honoured(
     specs = spec_dir(tmp_path, SPECS)
     done = fleet.cli("run", str(specs), "--batch", "t-model-faults", "--output-dir", str(out), timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    jobs = batch_jobs(fleet, fleet.batch_of(done.stdout))
+    jobs = fleet.jobs(fleet.batch_of(done.stdout))
     assert len(jobs) == len(SPECS) == 12
     assert {job["state"] for job in jobs} == {"collected"}, [(j["spec_id"], j["state"]) for j in jobs]
     for job in jobs:

@@ -11,12 +11,9 @@ from pathlib import Path
 import pytest
 
 from producer.local_redis import LocalRedis, free_port
-from producer.manifest import load_entries
 from producer.procs import Child, port_open, robot_fleet_command, start_child
 from tests.conftest import EXAMPLES, StandIn, writer_env
-from tests.fleet_harness import Fleet
-from worker import keys
-from worker.agent.output import validate_suite
+from tests.fleet_harness import Fleet, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
@@ -30,35 +27,8 @@ def start_mcp(port: int, log_dir: Path) -> Child:
     return start_child(f"mcp-{time.monotonic_ns()}", command, log_dir, ready_port=("127.0.0.1", port))
 
 
-def batch_id_of(fleet: Fleet, timeout: float = 30) -> str:
-    deadline = time.monotonic() + timeout
-    while not fleet.redis.zcard(keys.batches()):
-        assert time.monotonic() < deadline, "batch recorded"
-        time.sleep(0.05)
-    return str(fleet.redis.zrange(keys.batches(), 0, -1)[0])
-
-
 def count_state(fleet: Fleet, batch_id: str, state: str) -> int:
-    jobs = [fleet.job(job_id) for job_id in fleet.redis.zrange(keys.batch_jobs(batch_id), 0, -1)]
-    return sum(job.get("state") == state for job in jobs)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
-
-
-def assert_batch_whole(fleet: Fleet, batch_id: str, out: Path) -> list[dict[str, str]]:
-    jobs = [fleet.job(job_id) for job_id in fleet.redis.zrange(keys.batch_jobs(batch_id), 0, -1)]
-    assert len(jobs) == len(SPECS) and {job["state"] for job in jobs} == {"collected"}
-    finished = [fields["job_id"] for _, fields in fleet.redis.xrange(keys.batch_results(batch_id))]
-    assert sorted(finished) == sorted(job["job_id"] for job in jobs), "one finished attempt per job"
-    for job in jobs:
-        assert validate_suite((out / job["target_path"]).read_text(encoding="utf-8")).ok
-    assert len(load_entries(out)) == len(SPECS) and not list(out.rglob("*.new"))
-    return jobs
+    return sum(job.get("state") == state for job in fleet.jobs(batch_id))
 
 
 def test_mcp_server_down_for_20_s_mid_batch(
@@ -76,8 +46,8 @@ def test_mcp_server_down_for_20_s_mid_batch(
         run = fleet.start(
             "run", "run", str(EXAMPLES / "specs"), "--batch", "t-mcp-down", "--output-dir", str(out)
         )
-        batch_id = batch_id_of(fleet)
-        wait_for(lambda: count_state(fleet, batch_id, "collected") >= 3, 60, "first files collected")
+        batch_id = fleet.latest_batch()
+        wait_until(lambda: count_state(fleet, batch_id, "collected") >= 3, 60, "first files collected")
         mcp.stop()
         down_at = time.monotonic()
         time.sleep(MCP_DOWN_S)
@@ -85,7 +55,7 @@ def test_mcp_server_down_for_20_s_mid_batch(
         mcp = start_mcp(port, tmp_path)
         assert run.process.wait(timeout=180) == 0, run.log_text()[-3000:]
         back_after_s = time.monotonic() - down_at - MCP_DOWN_S
-        jobs = assert_batch_whole(fleet, batch_id, out)
+        jobs = fleet.assert_written_once(batch_id, out, len(SPECS))
         retried = sum(int(job["attempt"]) - 1 for job in jobs)
         worker_log = worker.log_text()
         assert "MCP session to" in worker_log and "reconnecting" in worker_log, "the session saw the outage"
@@ -111,8 +81,8 @@ def test_redis_restarted_mid_batch_with_aof(
         run = fleet.start(
             "run", "run", str(EXAMPLES / "specs"), "--batch", "t-redis", "--output-dir", str(out)
         )
-        batch_id = batch_id_of(fleet)
-        wait_for(lambda: count_state(fleet, batch_id, "collected") >= 3, 60, "first files collected")
+        batch_id = fleet.latest_batch()
+        wait_until(lambda: count_state(fleet, batch_id, "collected") >= 3, 60, "first files collected")
         running = count_state(fleet, batch_id, "running")
         server.stop()  # SIGTERM: Redis writes its AOF and exits, as `docker compose restart redis` does
         time.sleep(3.0)
@@ -120,7 +90,7 @@ def test_redis_restarted_mid_batch_with_aof(
         restarted_at = time.monotonic()
         assert run.process.wait(timeout=180) == 0, run.log_text()[-3000:]
         done_after_s = time.monotonic() - restarted_at
-        jobs = assert_batch_whole(fleet, batch_id, out)
+        jobs = fleet.assert_written_once(batch_id, out, len(SPECS))
         files = sorted(out.rglob("*.robot"))
         assert len(files) == len(SPECS), "nothing duplicated: one file per spec"
         report(4, f"Redis (AOF) stopped for 3 s and restarted mid-batch ({len(SPECS)} specs, {running} running)",

@@ -20,7 +20,6 @@ import pytest
 from producer.local_redis import LocalRedis
 from tests.conftest import EXAMPLES, StandIn, start_stand_in, writer_env
 from tests.fleet_harness import Fleet, spec_dir
-from worker import keys
 from worker.agent.output import validate_suite
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
@@ -87,7 +86,7 @@ def test_four_workers_share_one_budget_and_the_servers_never_see_more(
     batch_s = time.monotonic() - started
     assert done.returncode == 0, done.stdout + done.stderr
     batch_id = fleet.batch_of(done.stdout)
-    jobs = [fleet.job(job_id) for job_id in fleet.redis.zrange(keys.batch_jobs(batch_id), 0, -1)]
+    jobs = fleet.jobs(batch_id)
     assert len(jobs) == len(SPECS) == 12
     assert {job["state"] for job in jobs} == {"collected"}, [(j["spec_id"], j["state"]) for j in jobs]
     for job in jobs:

@@ -3,7 +3,6 @@ twice. Real worker processes, a private redis-server, both stand-ins over HTTP."
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -12,12 +11,9 @@ from pathlib import Path
 import pytest
 
 from producer.local_redis import LocalRedis
-from producer.manifest import load_entries
 from producer.procs import Child
 from tests.conftest import EXAMPLES, StandIn, writer_env
-from tests.fleet_harness import Fleet, spec_dir
-from worker import keys
-from worker.agent.output import validate_suite
+from tests.fleet_harness import Fleet, spec_dir, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
@@ -51,42 +47,9 @@ def worker_name(worker: Child) -> str:
     return f"{socket.gethostname()}:{worker.process.pid}"
 
 
-def batch_jobs(fleet: Fleet, batch_id: str) -> list[dict[str, str]]:
-    return [fleet.job(job_id) for job_id in fleet.redis.zrange(keys.batch_jobs(batch_id), 0, -1)]
-
-
-def wait_until(condition: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
-
-
 def running_on(fleet: Fleet, batch_id: str, worker: Child) -> int:
     name = worker_name(worker)
-    return sum(
-        job.get("state") == "running" and job.get("worker") == name for job in batch_jobs(fleet, batch_id)
-    )
-
-
-def assert_every_file_written_once(
-    fleet: Fleet, batch_id: str, out: Path, count: int
-) -> list[dict[str, str]]:
-    """Every job collected once from one finished attempt; its file whole and equal to that result."""
-    jobs = batch_jobs(fleet, batch_id)
-    assert len(jobs) == count and {job["state"] for job in jobs} == {"collected"}
-    stream = keys.batch_results(batch_id)
-    finished = [fields["job_id"] for _, fields in fleet.redis.xrange(stream)]
-    assert sorted(finished) == sorted(job["job_id"] for job in jobs), "one finished attempt per job"
-    assert fleet.redis.xpending(stream, keys.COLLECTOR_GROUP)["pending"] == 0
-    for job in jobs:
-        text = (out / job["target_path"]).read_text(encoding="utf-8")
-        assert validate_suite(text).ok, job["target_path"]
-        result = json.loads(fleet.redis.get(keys.job_result(job["job_id"])))
-        assert result["attempt"] == int(job["attempt"])
-    assert len(load_entries(out)) == count
-    assert not list(out.rglob("*.tmp")) and not list(out.rglob("*.new"))
-    return jobs
+    return sum(job.get("state") == "running" and job.get("worker") == name for job in fleet.jobs(batch_id))
 
 
 def test_sigkilled_workers_lose_no_job_and_write_each_file_once(
@@ -97,15 +60,14 @@ def test_sigkilled_workers_lose_no_job_and_write_each_file_once(
     second = fleet.start_worker("worker-b", "--pool", "threads", "--concurrency", "4")
     out = tmp_path / "out"
     run = fleet.start("run-1", "run", str(EXAMPLES / "specs"), "--batch", "t-kill", "--output-dir", str(out))
-    wait_until(lambda: fleet.redis.zcard(keys.batches()), 30, "batch recorded")
-    batch_id = fleet.redis.zrange(keys.batches(), 0, -1)[0]
+    batch_id = fleet.latest_batch()
     wait_until(lambda: running_on(fleet, batch_id, first) >= 2, 60, "worker A runs jobs")
     lost = running_on(fleet, batch_id, first)
     first.signal(signal.SIGKILL)
     killed_at = time.monotonic()
     assert run.process.wait(timeout=120) == 0, run.log_text()[-3000:]
     recovered_s = time.monotonic() - killed_at
-    jobs = assert_every_file_written_once(fleet, batch_id, out, len(SPECS))
+    jobs = fleet.assert_written_once(batch_id, out, len(SPECS))
     requeued = sum(int(job.get("requeued", 0)) for job in jobs)
     assert requeued >= lost, "the killed worker's running jobs were sent again by the lease sweep"
     assert all(job["worker"] == worker_name(second) for job in jobs if int(job.get("requeued", 0)))
@@ -114,15 +76,14 @@ def test_sigkilled_workers_lose_no_job_and_write_each_file_once(
     out_2 = tmp_path / "out-2"
     subset = spec_dir(tmp_path, SPECS[:8])
     run_2 = fleet.start("run-2", "run", str(subset), "--batch", "t-only", "--output-dir", str(out_2))
-    wait_until(lambda: fleet.redis.zcard(keys.batches()) == 2, 30, "second batch recorded")
-    batch_2 = fleet.redis.zrevrange(keys.batches(), 0, 0)[0]
+    batch_2 = fleet.latest_batch(count=2)
     wait_until(lambda: running_on(fleet, batch_2, second) >= 2, 60, "worker B runs jobs")
     lost_2 = running_on(fleet, batch_2, second)
     second.signal(signal.SIGKILL)
     second.process.wait()
     restarted = fleet.start_worker("worker-c", "--pool", "threads", "--concurrency", "4")
     assert run_2.process.wait(timeout=120) == 0, run_2.log_text()[-3000:]
-    jobs_2 = assert_every_file_written_once(fleet, batch_2, out_2, 8)
+    jobs_2 = fleet.assert_written_once(batch_2, out_2, 8)
     requeued_2 = sum(int(job.get("requeued", 0)) for job in jobs_2)
     assert requeued_2 >= lost_2
     assert all(job["worker"] == worker_name(restarted) for job in jobs_2 if int(job.get("requeued", 0)))
@@ -143,7 +104,7 @@ def test_a_task_delivered_twice_yields_one_result_and_one_file(
     done = fleet.cli("run", str(specs), "--batch", "t-dup", "--output-dir", str(out), timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     batch_id = fleet.batch_of(done.stdout)
-    jobs = assert_every_file_written_once(fleet, batch_id, out, 2)
+    jobs = fleet.assert_written_once(batch_id, out, 2)
     # and once more by hand, after the job finished (a late redelivery)
     from worker.celery_config import create_app, send_job
     from worker.settings import Settings
@@ -156,7 +117,7 @@ def test_a_task_delivered_twice_yields_one_result_and_one_file(
     )
     dropped_running = logs().count("already running, duplicate delivery ignored")
     assert dropped_running >= 1, "Redis redelivered a running task at least once"
-    assert all(job["attempt"] == "1" for job in batch_jobs(fleet, batch_id))
-    assert_every_file_written_once(fleet, batch_id, out, 2)
+    assert all(job["attempt"] == "1" for job in fleet.jobs(batch_id))
+    fleet.assert_written_once(batch_id, out, 2)
     report(10, "one task delivered twice: by Redis (visibility timeout 1 s < job) and again after it finished",
            jobs=2, deliveries_dropped=dropped_running + 1, attempts_per_job=1, results=2, files=2)  # fmt: skip

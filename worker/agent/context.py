@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.agent.tools import GuardedTools, ToolMemo
+from worker.agent.tools import GuardedTools, ToolMemo, ToolOutcome
 from worker.errors import ConfigError, ConventionMissing, RobotFleetError, ToolServerUnavailable
 
 logger = logging.getLogger(__name__)
@@ -129,6 +129,11 @@ def _is_missing_file(text: str) -> bool:
     return "file not found" in lowered or ("404" in lowered and "file" in lowered)
 
 
+def _answers_for_good(outcome: ToolOutcome) -> bool:
+    """A file's content, or its absence, holds at a ref; other errors may pass."""
+    return not outcome.is_error or _is_missing_file(outcome.text)
+
+
 async def _read_text(tools: GuardedTools, path: str) -> str | None:
     outcome = await tools.call_pinned("get_file_contents", {"file_path": path})
     if outcome.is_error:
@@ -177,9 +182,8 @@ class ContextCache:
 
     def __init__(self, ttl_s: float = DEFAULT_CONTEXT_TTL_S) -> None:
         self._ttl_s = ttl_s
-        self.memo = ToolMemo(ttl_s)
+        self.memo = ToolMemo(ttl_s, keep=_answers_for_good)
         """The process's file reads, shared by every job's guard (the model's reads included)."""
-        self._files: dict[tuple[str, str | None, str], tuple[float, str | None]] = {}
         self._contexts: dict[tuple[str, str | None], RepoContext] = {}
         self._locks: dict[tuple[str, str | None], asyncio.Lock] = {}
 
@@ -202,24 +206,12 @@ class ContextCache:
             return context
         return None
 
-    async def read_file(self, tools: GuardedTools, project_id: str, ref: str | None, path: str) -> str | None:
-        """A repository text file (None when missing or binary), cached per (project, ref, path).
-
-        Concurrent readers of one path share a single fetch."""
-        key = (project_id, ref, path)
-        cached = self._files.get(key)
-        if cached is not None and time.monotonic() - cached[0] < self._ttl_s:
-            return cached[1]
-        lock = self._locks.setdefault(("file", *key), asyncio.Lock())  # type: ignore[arg-type]
-        async with lock:
-            cached = self._files.get(key)
-            if cached is not None and time.monotonic() - cached[0] < self._ttl_s:
-                return cached[1]
-            text = await _read_text(tools, path)
-            self._files[key] = (time.monotonic(), text)
-            return text
+    @staticmethod
+    async def read_file(tools: GuardedTools, path: str) -> str | None:
+        """A repository text file (None when missing or binary). Read through a guard holding
+        `memo`, each path reaches the server once per process; concurrent readers share it."""
+        return await _read_text(tools, path)
 
     def clear(self) -> None:
-        self._files.clear()
         self._contexts.clear()
-        self.memo = ToolMemo(self._ttl_s)
+        self.memo = ToolMemo(self._ttl_s, keep=_answers_for_good)

@@ -67,10 +67,16 @@ class ToolMemo:
 
     Every job of a batch reads the same similar tests and resources; the first read reaches the
     MCP server, the others (the model's and grounding's alike) are answered from here until the
-    entry is `ttl_s` old. Concurrent readers of one key share a single call; errors are not kept."""
+    entry is `ttl_s` old. Concurrent readers of one key share a single call. Only answers `keep`
+    accepts are remembered (by default: not errors)."""
 
-    def __init__(self, ttl_s: float = DEFAULT_MEMO_TTL_S) -> None:
+    def __init__(
+        self,
+        ttl_s: float = DEFAULT_MEMO_TTL_S,
+        keep: Callable[[ToolOutcome], bool] = lambda o: not o.is_error,
+    ) -> None:
         self._ttl_s = ttl_s
+        self._keep = keep
         self._results: dict[str, tuple[float, ToolOutcome]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self.hits = 0
@@ -82,7 +88,7 @@ class ToolMemo:
             if (fresh := self._fresh(key)) is not None:
                 return fresh
             outcome = await call()
-            if not outcome.is_error:
+            if self._keep(outcome):
                 self._results[key] = (time.monotonic(), outcome)
             return outcome
 

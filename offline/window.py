@@ -1,4 +1,5 @@
-"""Sliding windows over time: the busiest W seconds seen (`Peak`) and a request/token budget (`Budget`).
+"""Sliding windows over time, for both stand-ins: the busiest W seconds seen (`Peak`) and the scripted
+model's request/token budget (`Budget`).
 
 Both keep one entry per request in a bounded deque and drop the entries older than `now - W` as
 time goes on, so every operation costs O(1) amortised. An entry belongs to the window `(now - W, now]`.
