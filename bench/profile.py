@@ -23,15 +23,8 @@ STOP_TIMEOUT_S = 20.0
 
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
-        "validation (robot, robocop, grounding)",
-        (
-            "robot/",
-            "robocop/",
-            "worker/agent/grounding.py",
-            "worker/agent/robocop_check.py",
-            "worker/agent/output.py",
-            "worker/agent/conventions.py",
-        ),
+        "verification (robot, robocop, checks)",
+        ("robot/", "robocop/", "worker/agent/checks/", "worker/agent/catalog.py", "worker/agent/output.py"),
     ),
     ("model client (openai)", ("openai/", "jiter/", "worker/llm.py", "worker/agent/stream.py")),
     (

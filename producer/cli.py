@@ -93,6 +93,27 @@ def write(
     raise typer.Exit(run_write(spec, output_dir, _settings(), Console(), quiet))
 
 
+@app.command("rules")
+def rules(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Print the rules the fleet enforces on the configured project and ref, and missing libraries."""
+    from producer.rules_cmd import run_rules
+
+    raise typer.Exit(_run_configured(lambda: run_rules(_settings(), Console(), as_json=as_json)))
+
+
+def _run_configured(command: Any) -> int:
+    """A command that reads the repository: its errors are one line (config errors exit 2)."""
+    from worker.errors import PermanentError, RobotFleetError
+
+    try:
+        return int(command())
+    except RobotFleetError as exc:
+        Console(stderr=True).print(f"[red]error ({exc.kind}):[/] {exc.message}", highlight=False)
+        return 2 if isinstance(exc, PermanentError) else 1
+
+
 @app.command("enqueue")
 def enqueue(
     specs_dir: SpecsDir,

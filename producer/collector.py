@@ -27,6 +27,8 @@ from worker.store import ResultEntry, Store
 
 logger = logging.getLogger(__name__)
 
+MANIFEST_FIGURES = ("calls", "calls_resolved", "calls_unverified", "calls_by_source", "reuse_share",
+                    "placeholders", "rule_violations", "tests_run", "tests_passed", "tests_failed")  # fmt: skip
 RECLAIM_IDLE_MS = 30_000
 RECLAIM_EVERY_S = 5.0
 NEW_SUFFIX = ".new"
@@ -37,7 +39,8 @@ class Collected:
     job_id: str
     spec_id: str
     batch_id: str
-    path: Path
+    path: Path | None
+    """None when the suite was kept out of the tree (failing, WRITE_FAILING_SUITES=false)."""
     beside: bool
     """True when the file was written as `.robot.new` next to a file a person edited."""
 
@@ -95,6 +98,13 @@ class Collector:
             await self._store.ack(entry)
             return None
         output_dir = await self._output_dir(entry.batch_id)
+        if job.get("verdict") == "failing" and not await self._write_failing(entry.batch_id):
+            logger.info(
+                "job %s: failing suite kept out of the tree (WRITE_FAILING_SUITES=false)", entry.job_id
+            )
+            await self._store.mark_collected(entry.job_id, entry.attempt, {"output_path": "", "withheld": 1})
+            await self._store.ack(entry)
+            return Collected(entry.job_id, job["spec_id"], entry.batch_id, None, False)
         path, beside = await asyncio.to_thread(self._write, output_dir, job, result)
         failpoint("collector.after_write")
         await self._store.mark_collected(
@@ -103,12 +113,19 @@ class Collector:
         await self._store.ack(entry)
         return Collected(entry.job_id, job["spec_id"], entry.batch_id, path, beside)
 
+    async def _write_failing(self, batch_id: str) -> bool:
+        """What the run that recorded the batch asked for (WRITE_FAILING_SUITES, default true)."""
+        return (await self._batch(batch_id)).get("write_failing", "1") != "0"
+
+    async def _batch(self, batch_id: str) -> dict[str, str]:
+        if batch_id not in self._batches:
+            self._batches[batch_id] = await self._store.batch(batch_id) or {}
+        return self._batches[batch_id]
+
     async def _output_dir(self, batch_id: str) -> Path:
         if self._override is not None:
             return self._override
-        if batch_id not in self._batches:
-            self._batches[batch_id] = await self._store.batch(batch_id) or {}
-        recorded = self._batches[batch_id].get("output_dir")
+        recorded = (await self._batch(batch_id)).get("output_dir")
         if not recorded:
             raise RuntimeError(f"batch {batch_id} has no output directory recorded; pass --output-dir")
         return Path(recorded)
@@ -141,6 +158,9 @@ class Collector:
                 "attempt": result["attempt"],
                 "prompt_tokens": result.get("prompt_tokens", 0),
                 "completion_tokens": result.get("completion_tokens", 0),
+                "verdict": result.get("verdict", "unverified"),
+                "checks": result.get("checks"),
+                "figures": {name: result[name] for name in MANIFEST_FIGURES if name in result},
                 "file_sha256": wanted,
                 "written_at": time.time(),
             }

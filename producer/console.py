@@ -9,6 +9,7 @@ from rich.markup import escape
 from worker.agent.events import Event, EventKind
 
 ARGUMENT_PREVIEW_CHARS = 120
+EARLIER_FAILED = "an earlier stage failed"
 
 
 class ConsoleSink:
@@ -31,11 +32,26 @@ class ConsoleSink:
             case EventKind.TOOL_RESULT if event.data.get("is_error"):
                 self._line(f"[red]  ✗ {escape(event.text)}[/]")
             case EventKind.DIAGNOSTICS:
-                self._line(f"[yellow]! repair {event.data.get('repair')}: {escape(event.text)}[/]")
+                repair, budget = event.data.get("repair"), event.data.get("max_repairs")
+                label = f"repair {repair}/{budget}" if repair else "not repaired (repair budget spent)"
+                self._line(f"[yellow]! {label}:[/]")
+                for line in event.data.get("diagnostics") or [event.text]:
+                    self._line(f"[yellow]  - {escape(str(line))}[/]")
+            case EventKind.CHECKS:
+                self._checks(event)
             case EventKind.INFO:
                 self._line(f"[dim]{escape(event.text)}[/]")
             case _:
                 return
+
+    def _checks(self, event: Event) -> None:
+        verdict = str(event.data.get("verdict", ""))
+        style = {"verified": "green", "failing": "red"}.get(verdict, "yellow")
+        self._line(f"[{style}]checks: {escape(event.text)}[/]")
+        for stage in event.data.get("stages") or []:
+            reason = (stage.get("diagnostics") or [""])[0]
+            if stage.get("outcome") in ("incomplete", "not_run") and reason and reason != EARLIER_FAILED:
+                self._line(f"[dim]  {stage['stage']}: {escape(str(reason))}[/]")
 
     def _write(self, text: str, style: str | None) -> None:
         self._console.print(text, end="", style=style, markup=False, highlight=False, soft_wrap=True)

@@ -143,6 +143,7 @@ async def record_batch(store: Store, plan: Plan, settings: Settings, batch_id: s
         "rejected": [{"source": r.source, "reason": r.reason} for r in plan.rejected],
         "skipped": [spec.spec_id for spec in plan.skipped],
         "project_id": settings.gitlab_project_id,
+        "write_failing": int(settings.write_failing_suites),
         **inputs,
     }
     jobs: list[tuple[dict[str, Any], str]] = []

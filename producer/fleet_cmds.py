@@ -5,6 +5,7 @@ Each reads the settings it is given, talks to Redis through the store, and retur
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +17,7 @@ from rich.markup import escape
 from producer.collector import Collector
 from producer.console import ConsoleSink
 from producer.enqueue import Plan, new_batch_id, plan_batch, record_batch
-from producer.follow import follow_batch, jobs_table, load_view
+from producer.follow import BatchView, follow_batch, jobs_table, load_view
 from producer.local_redis import redis_answers
 from worker.agent.events import Event, EventKind
 from worker.celery_config import create_app, send_job
@@ -110,14 +111,24 @@ async def run_batch(
     beside = [item for item in collected if item.beside]
     for item in beside:
         console.print(f"[yellow]kept an edited file[/]: new version at {item.path}", highlight=False)
-    failed = len(view.failed)
-    console.print(
-        f"{len(view.jobs) - failed} generated, {failed} failed, {len(plan.rejected)} rejected → {plan.output_dir}",
-        highlight=False,
-    )
-    if failed:
+    console.print(summary_line(view, len(plan.rejected), plan.output_dir), highlight=False)
+    if view.failed or view.not_verified:
         console.print(f"see why: robot-fleet status {batch_id}; retry: robot-fleet retry {batch_id}")
-    return 1 if failed or plan.rejected else 0
+    return 1 if view.failed or plan.rejected or view.not_verified else 0
+
+
+def summary_line(view: BatchView, rejected: int, output_dir: Path) -> str:
+    """`17 suites: 15 verified, 2 failing; 0 failed, 0 rejected → generated` (verdicts of the suites
+    written; `failed` jobs produced none)."""
+    verdicts = view.verdicts
+    order = ("verified", "failing", "unverified", "unreviewed")
+    parts = [
+        f"{verdicts[name]} {name}" for name in order if verdicts[name] or name in ("verified", "failing")
+    ]
+    suites = sum(verdicts.values())
+    return (
+        f"{suites} suites: {', '.join(parts)}; {len(view.failed)} failed, {rejected} rejected → {output_dir}"
+    )
 
 
 async def status(settings: Settings, batch_id: str | None, as_json: bool, console: Console) -> int:
@@ -128,8 +139,9 @@ async def status(settings: Settings, batch_id: str | None, as_json: bool, consol
             for bid in await store.batch_ids():
                 view = await load_view(store, bid)
                 rows.append(
-                    {"batch_id": bid, "jobs": len(view.jobs), **dict(view.counts), "tokens": view.tokens}
-                )
+                    {"batch_id": bid, "jobs": len(view.jobs), **dict(view.counts), **dict(view.verdicts),
+                     "tokens": view.tokens}
+                )  # fmt: skip
             _print_rows(console, rows, as_json, "batches")
             return 0
         if await store.batch(batch_id) is None:
@@ -137,12 +149,31 @@ async def status(settings: Settings, batch_id: str | None, as_json: bool, consol
             return 2
         view = await load_view(store, batch_id)
         if as_json:
-            console.print_json(json.dumps({"batch_id": batch_id, "jobs": view.jobs}))
+            jobs = [decoded(job) for job in view.jobs]
+            console.print_json(
+                json.dumps({"batch_id": batch_id, "verdicts": dict(view.verdicts), "jobs": jobs})
+            )
         else:
             console.print(jobs_table(view, f"batch {batch_id}"))
         return 0
     finally:
         await store.close()
+
+
+JSON_FIELDS = ("stages", "calls_by_source", "diagnostics", "attempt", "rounds", "repairs", "tool_calls",
+               "prompt_tokens", "completion_tokens", "cached_tokens", "calls", "calls_resolved",
+               "calls_unverified", "reuse_share", "placeholders", "rule_violations", "tests_run",
+               "tests_passed", "tests_failed", "tests_skipped", "duration_s", "first_draft_placeholders")  # fmt: skip
+"""Job fields stored as JSON text (lists, objects, numbers): `status --json` shows them decoded."""
+
+
+def decoded(job: dict[str, str]) -> dict[str, object]:
+    shown: dict[str, object] = dict(job)
+    for name in JSON_FIELDS:
+        if job.get(name):
+            with contextlib.suppress(ValueError):
+                shown[name] = json.loads(job[name])
+    return shown
 
 
 def _print_rows(console: Console, rows: list[dict[str, object]], as_json: bool, title: str) -> None:
@@ -151,17 +182,8 @@ def _print_rows(console: Console, rows: list[dict[str, object]], as_json: bool, 
         return
     from rich.table import Table
 
-    columns = (
-        "batch_id",
-        "jobs",
-        "collected",
-        "succeeded",
-        "failed",
-        "running",
-        "queued",
-        "retrying",
-        "tokens",
-    )
+    columns = ("batch_id", "jobs", "verified", "failing", "unverified", "failed", "running", "queued",
+               "retrying", "tokens")  # fmt: skip
     table = Table(title=title)
     for column in columns:
         table.add_column(column)
@@ -233,7 +255,12 @@ async def collect(
             items = await collector.step(batch_ids, block_ms=FOLLOW_BLOCK_MS)
             for item in items:
                 note = " [yellow](beside an edited file)[/]" if item.beside else ""
-                console.print(f"collected {item.job_id} → {item.path}{note}", highlight=False)
+                where = (
+                    item.path
+                    if item.path is not None
+                    else "not written (failing; WRITE_FAILING_SUITES=false)"
+                )
+                console.print(f"collected {item.job_id} → {where}{note}", highlight=False)
             if not follow and not items:
                 return 0
     except RobotFleetError as exc:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -16,6 +18,8 @@ from worker.store import Store
 
 POLL_BLOCK_MS = 500
 NO_WORKER_HINT_S = 15.0
+DONE = ("succeeded", "collected")
+VERDICT_STYLES = {"verified": "green", "failing": "red", "unverified": "yellow", "unreviewed": "yellow"}
 
 
 @dataclass
@@ -41,6 +45,15 @@ class BatchView:
     @property
     def failed(self) -> list[dict[str, str]]:
         return [job for job in self.jobs if job.get("state") == "failed"]
+
+    @property
+    def verdicts(self) -> Counter[str]:
+        """Verdicts of the jobs that produced a suite (succeeded or collected)."""
+        return Counter(job.get("verdict") or "unverified" for job in self.jobs if job.get("state") in DONE)
+
+    @property
+    def not_verified(self) -> list[dict[str, str]]:
+        return [job for job in self.jobs if job.get("state") in DONE and job.get("verdict") != "verified"]
 
 
 async def load_view(store: Store, batch_id: str) -> BatchView:
@@ -124,7 +137,17 @@ async def follow_batch(
 
 def jobs_table(view: BatchView, title: str) -> Table:
     table = Table(title=title, show_lines=False)
-    for column in ("spec", "state", "att.", "rounds", "grounding", "tokens", "time", "error / output"):
+    for column in (
+        "spec",
+        "state",
+        "verdict",
+        "att.",
+        "rounds",
+        "checks",
+        "tokens",
+        "time",
+        "error / output",
+    ):
         table.add_column(column, overflow="fold")
     for job in view.jobs:
         state = job.get("state", "?")
@@ -133,20 +156,53 @@ def jobs_table(view: BatchView, title: str) -> Table:
         )
         tokens = int(job.get("prompt_tokens") or 0) + int(job.get("completion_tokens") or 0)
         duration = f"{float(job['duration_s']):.1f}s" if job.get("duration_s") else ""
-        note = job.get("output_path", "")
-        if job.get("beside") == "1":
-            note = f"[yellow]{note} (beside an edited file)[/]"
-        if job.get("error_kind"):
-            note = f"[red]{job['error_kind']}[/]: {job.get('error_message', '')[:160]}"
-        table.add_row(job.get("spec_id", ""), f"[{style}]{state}[/]" if style else state, job.get("attempt", "0"),
-                      job.get("rounds", ""), grounding_cell(job), f"{tokens:,}" if tokens else "", duration, note)  # fmt: skip
+        table.add_row(job.get("spec_id", ""), f"[{style}]{state}[/]" if style else state, verdict_cell(job),
+                      job.get("attempt", "0"), job.get("rounds", ""), checks_cell(job),
+                      f"{tokens:,}" if tokens else "", duration, note_cell(job))  # fmt: skip
     return table
 
 
-def grounding_cell(job: dict[str, str]) -> str:
-    """Calls resolved / total, and how many could only be left unverified (library not installed)."""
-    if not job.get("grounded_calls"):
+def verdict_cell(job: dict[str, str]) -> str:
+    if job.get("state") not in DONE:
         return ""
-    cell = f"{job['grounded_resolved']}/{job['grounded_calls']}"
-    unverified = int(job.get("grounded_unverified") or 0)
-    return f"{cell} ({unverified} unverified)" if unverified else cell
+    verdict = job.get("verdict") or "unverified"
+    return f"[{VERDICT_STYLES.get(verdict, '')}]{verdict}[/]"
+
+
+def checks_cell(job: dict[str, str]) -> str:
+    """Calls resolved / total (and unverified ones), tests passed / run, rule violations."""
+    parts = []
+    if job.get("calls"):
+        unverified = int(job.get("calls_unverified") or 0)
+        parts.append(
+            f"calls {job.get('calls_resolved', 0)}/{job['calls']}"
+            + (f" ({unverified}?)" if unverified else "")
+        )
+    if job.get("tests_run"):
+        parts.append(f"run {job.get('tests_passed', 0)}/{job['tests_run']}")
+    if int(job.get("rule_violations") or 0):
+        parts.append(f"{job['rule_violations']} rules broken")
+    return ", ".join(parts)
+
+
+def note_cell(job: dict[str, str]) -> str:
+    if job.get("error_kind"):
+        return f"[red]{escape(job['error_kind'])}[/]: {escape(job.get('error_message', '')[:160])}"
+    note = escape(job.get("output_path", ""))
+    if job.get("withheld") == "1":
+        return "[yellow]not written (failing; WRITE_FAILING_SUITES=false)[/]"
+    if job.get("beside") == "1":
+        return f"[yellow]{note} (beside an edited file)[/]"
+    if job.get("verdict") == "failing" and job.get("state") in DONE:
+        return f"{note} [red]({first_problem(job)})[/]" if note else f"[red]{first_problem(job)}[/]"
+    return note
+
+
+def first_problem(job: dict[str, str]) -> str:
+    """The stages that failed, for a failing suite's row (the diagnostics are in `status --json`)."""
+    try:
+        stages = json.loads(job.get("stages") or "{}")
+    except ValueError:
+        stages = {}
+    failed = [stage for stage, outcome in stages.items() if outcome == "failed"]
+    return f"{', '.join(failed)} failed" if failed else "failing"

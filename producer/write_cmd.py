@@ -9,6 +9,8 @@ from rich.console import Console
 
 from producer.console import ConsoleSink
 from producer.outputs import write_output
+from worker.agent.checks.execute import SuiteRunner
+from worker.agent.checks.verdict import Verdict, verdict_of
 from worker.agent.context import ContextCache
 from worker.agent.loop import WriterResult
 from worker.errors import RobotFleetError
@@ -35,9 +37,11 @@ async def _generate(spec: Spec, settings: Settings, config: WriterConfig, sink: 
             request_hooks=hooks,
         ) as toolset:
             listing = await toolset.list_tools()
+            runner = SuiteRunner(config.run) if config.checks.execute else None
             return await generate(
-                spec, config, model=model, toolset=toolset, listing=listing, cache=ContextCache(), sink=sink
-            )
+                spec, config, model=model, toolset=toolset, listing=listing, cache=ContextCache(), sink=sink,
+                runner=runner,
+            )  # fmt: skip
     finally:
         await client.close()
         if limiter is not None:
@@ -47,7 +51,8 @@ async def _generate(spec: Spec, settings: Settings, config: WriterConfig, sink: 
 def run_write(
     spec_path: Path, output_dir: Path | None, settings: Settings, console: Console, quiet: bool
 ) -> int:
-    """Return the process exit code: 0 written, 1 the job failed, 2 bad input or configuration."""
+    """Return the process exit code: 0 written and verified, 1 the job failed or the suite is not
+    verified (a failing one is written unless WRITE_FAILING_SUITES=false), 2 bad input or configuration."""
     errors = Console(stderr=True)
     out_root = output_dir or settings.output_dir
     try:
@@ -64,11 +69,17 @@ def run_write(
         console.print()
         errors.print(f"[red]failed ({exc.kind}):[/] {exc.message}", highlight=False)
         return 1
-    path = write_output(out_root, spec.target_path, result.robot_text)
-    console.print(
-        f"\n[green]wrote[/] {path}  rounds={result.rounds} repairs={result.repairs} "
-        f"tool_calls={sum(result.tool_calls.values())} tokens={result.usage.prompt_tokens}"
-        f"+{result.usage.completion_tokens} time={result.duration_s:.1f}s",
-        highlight=False,
+    verdict = verdict_of(result.checks)
+    figures = (
+        f"rounds={result.rounds} repairs={result.repairs} tool_calls={sum(result.tool_calls.values())} "
+        f"tokens={result.usage.prompt_tokens}+{result.usage.completion_tokens} time={result.duration_s:.1f}s"
     )
-    return 0
+    style = "green" if verdict is Verdict.VERIFIED else "red" if verdict is Verdict.FAILING else "yellow"
+    if verdict is Verdict.FAILING and not settings.write_failing_suites:
+        console.print(
+            f"\n[{style}]{verdict}[/], not written (WRITE_FAILING_SUITES=false)  {figures}", highlight=False
+        )
+        return 1
+    path = write_output(out_root, spec.target_path, result.robot_text)
+    console.print(f"\n[{style}]{verdict}[/]: wrote {path}  {figures}", highlight=False)
+    return 0 if verdict is Verdict.VERIFIED else 1

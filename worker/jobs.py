@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from worker.agent.checks.execute import SuiteRunner
+from worker.agent.checks.verdict import verdict_of
 from worker.agent.context import ContextCache
 from worker.agent.loop import WriterResult
 from worker.agent.model import ChatModel
@@ -39,6 +41,7 @@ class Services:
     cache: ContextCache
     config: WriterConfig
     spec_max_bytes: int
+    runner: SuiteRunner | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ async def execute_job(
                 listing=services.listing,
                 cache=services.cache,
                 sink=sink,
+                runner=services.runner,
             )
     except Exception as exc:
         error = exc if isinstance(exc, RobotFleetError) else InternalError(f"{type(exc).__name__}: {exc}")
@@ -126,12 +130,22 @@ async def execute_job(
     return JobOutcome(job_id, state, claim.attempt)
 
 
+FIGURES = ("calls", "calls_resolved", "calls_unverified", "reuse_share", "calls_by_source", "placeholders",
+           "rule_violations", "tests_run", "tests_passed", "tests_failed", "tests_skipped")  # fmt: skip
+"""The verification figures a job record carries (absent when the stage did not produce them)."""
+
+
 def _fields(result: WriterResult) -> dict[str, Any]:
-    grounding = result.grounding
+    checks = result.checks
+    figures = checks.figures() if checks is not None else {}
+    first = result.first_checks.figures() if result.first_checks is not None else {}
     return {
-        "grounded_calls": grounding.calls if grounding else "",
-        "grounded_resolved": grounding.resolved if grounding else "",
-        "grounded_unverified": grounding.unverified if grounding else "",
+        "verdict": str(verdict_of(checks)),
+        "stages": checks.outcomes() if checks is not None else {},
+        **{name: figures[name] for name in FIGURES if name in figures},
+        "first_draft_placeholders": first.get("placeholders", ""),
+        "first_draft_verdict": str(result.first_checks.verdict) if result.first_checks else "",
+        "degraded": len(result.degraded),
         "rounds": result.rounds,
         "repairs": result.repairs,
         "tool_calls": sum(result.tool_calls.values()),
@@ -146,7 +160,8 @@ def _result_payload(result: WriterResult) -> dict[str, Any]:
     return {
         "robot_text": result.robot_text,
         "diagnostics": list(result.diagnostics),
-        "grounding": result.grounding.summary() if result.grounding else None,
+        "checks": result.checks.as_dict() if result.checks else None,
+        "degraded_calls": list(result.degraded),
         "tool_calls": result.tool_calls,
         **_fields(result),
     }

@@ -64,6 +64,7 @@ from limits.errors import StorageError
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
+from worker.agent.tools import BUDGET_WAIT
 from worker.errors import StoreUnavailable
 from worker.settings import Settings
 
@@ -240,6 +241,9 @@ class FleetLimiter:
 
     async def _wait_for_room(self, budget: Budget, units: int) -> None:
         started = time.monotonic()
+        caller = BUDGET_WAIT.get()  # a tool call's clock: this wait is not the server's time
+        if caller is not None:
+            caller.since = asyncio.get_running_loop().time()
         self.waits += 1
         self.waiting[budget.name] = self.waiting.get(budget.name, 0) + 1
         try:
@@ -257,6 +261,9 @@ class FleetLimiter:
         finally:
             self.waiting[budget.name] -= 1
             self.waited_s += time.monotonic() - started
+            if caller is not None and caller.since is not None:
+                caller.waited_s += asyncio.get_running_loop().time() - caller.since
+                caller.since = None
 
     def _log_wait(self, budget: Budget, delay: float) -> bool:
         now = time.monotonic()

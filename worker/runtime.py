@@ -16,6 +16,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from worker.agent.checks.execute import SuiteRunner
 from worker.agent.context import ContextCache
 from worker.jobs import Services
 from worker.llm import OpenAIChatModel, build_client
@@ -87,6 +88,7 @@ class ProcessRuntime:
             cache=ContextCache(),
             config=config,
             spec_max_bytes=settings.spec_max_bytes,
+            runner=SuiteRunner(config.run) if config.checks.execute else None,
         )
 
     def close(self) -> None:

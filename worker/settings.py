@@ -6,9 +6,10 @@ nothing below them reads the environment. Secrets are `SecretStr`: masked in `re
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = "magistral-2509"
@@ -25,6 +26,7 @@ DEFAULT_SPEC_MAX_BYTES = 256 * 1024
 DEFAULT_MODEL_MAX_RETRIES = 3
 DEFAULT_MODEL_TIMEOUT_S = 120.0
 DEFAULT_RATE_WINDOW_S = 60.0
+DEFAULT_EXECUTE_TIMEOUT_S = 120.0
 
 
 class Settings(BaseSettings):
@@ -34,6 +36,7 @@ class Settings(BaseSettings):
         extra="ignore",
         use_attribute_docstrings=True,
         frozen=True,
+        populate_by_name=True,
     )
 
     openai_api_key: SecretStr = SecretStr("")
@@ -84,10 +87,26 @@ class Settings(BaseSettings):
     """Tool results longer than this are cut, with a marker, before the model sees them."""
     spec_max_bytes: int = Field(DEFAULT_SPEC_MAX_BYTES, ge=1024)
     """Spec files larger than this are rejected."""
-    writer_grounding: bool = True
-    """Check keyword calls, argument counts, resources and the convention's rules before accepting."""
+    writer_verify: bool = Field(True, validation_alias=AliasChoices("writer_verify", "writer_grounding"))
+    """Verify every suite (static checks, the repository's rules, execution when on) before accepting
+    it; off, any suite that parses is accepted and its verdict is `unverified` (WRITER_VERIFY; the
+    older name WRITER_GROUNDING is read too)."""
     writer_format: bool = True
-    """Format accepted suites with Robocop's formatter so they look like the team's own."""
+    """Format suites with Robocop's formatter (the repository's configuration) before checking them."""
+    writer_execute: bool = False
+    """Run each suite with Robot Framework before accepting it (the team's own keywords, against
+    whatever system they point at); failing tests go back to the writer."""
+    writer_execute_timeout_s: float = Field(DEFAULT_EXECUTE_TIMEOUT_S, gt=0)
+    """Wall-clock limit of one suite run."""
+    writer_execute_options: str = ""
+    """Robot options added to the repository's own (`.robot-fleet.toml` run.options), shell syntax."""
+    writer_execute_env: str = ""
+    """Comma-separated environment variables passed to suite runs (secrets never are)."""
+    writer_execute_concurrency: int | None = Field(None, ge=1, le=64)
+    """Suite runs at once per worker process; None: the number of CPUs."""
+    write_failing_suites: bool = True
+    """Write suites whose verdict is `failing` (a person can finish them); false keeps them out of
+    the output tree (they stay in Redis and the report)."""
     robocop_threshold: str = Field("E", pattern="^[EWIewi]$")
     """Lowest Robocop severity that sends a suite back for repair: E (errors), W or I."""
     robocop_ignore: str = ""
@@ -110,12 +129,28 @@ class Settings(BaseSettings):
         "fleet_llm_rpm",
         "fleet_llm_tpm",
         "fleet_mcp_rpm",
+        "writer_execute_concurrency",
         mode="before",
     )
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         """An empty variable (as `.env.example` leaves the optional ones) means none."""
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("writer_execute_options")
+    @classmethod
+    def _shell_words(cls, value: str) -> str:
+        try:
+            shlex.split(value)
+        except ValueError as exc:
+            raise ValueError(f"not valid shell syntax ({exc})") from exc
+        return value
+
+    def execute_options(self) -> list[str]:
+        return shlex.split(self.writer_execute_options)
+
+    def execute_env_names(self) -> list[str]:
+        return [name.strip() for name in self.writer_execute_env.split(",") if name.strip()]
 
     def mcp_headers(self) -> dict[str, str]:
         """The auth header for the MCP server, built from the configured name and token."""

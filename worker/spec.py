@@ -70,6 +70,22 @@ class Spec:
     def to_json(self) -> str:
         return json.dumps(self.data, ensure_ascii=False, sort_keys=True)
 
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """Tags the spec asks for on every test: `rf.tags`, and the planner's `tags` and `labels`."""
+        rf = self.data.get("rf")
+        found = [*_strings(rf.get("tags") if isinstance(rf, dict) else None)]
+        found += [*_strings(self.data.get("tags")), *_strings(self.data.get("labels"))]
+        return tuple(dict.fromkeys(tag.strip() for tag in found if tag.strip()))
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [item for item in value if isinstance(item, str)]
+    return []
+
 
 def printable(text: str) -> str:
     """`text` with every character that could split a line or fail to print shown as an escape."""

@@ -1,46 +1,47 @@
 """One job end to end on given connections: tools listed and guarded, repository context from the
-per-process cache, the writer loop; all inside the job's wall-clock budget.
+per-process cache, the writer loop with its verification; all inside the job's wall-clock budget.
 
 Both entry points use it: `robot-fleet write` (one spec, one MCP session) and the Celery task (many
-concurrent jobs sharing the process's session, model client and context cache).
+concurrent jobs sharing the process's session, model client, context cache and suite runner).
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, replace
+import json
+from dataclasses import dataclass, field
 
+from worker.agent.catalog import suggest
+from worker.agent.checks.execute import RunSettings, SuiteRunner
+from worker.agent.checks.pipeline import LAYOUT_RULES, SpecFacts, Verifier, VerifyConfig
+from worker.agent.checks.robocop import RobocopConfig
 from worker.agent.context import ContextCache, RepoContext
-from worker.agent.conventions import check_conventions, rules_from
 from worker.agent.events import Event, EventKind, EventSink
-from worker.agent.grounding import Grounder, Grounding, ReadFile
 from worker.agent.loop import SuiteCheck, WriterLimits, WriterResult, write_suite
 from worker.agent.model import ChatModel
-from worker.agent.robocop_check import diagnostics as lint_diagnostics
-from worker.agent.robocop_check import format_suite, lint_suite
 from worker.agent.tools import GuardedTools, ToolPolicy, Toolset, ToolSpec
 from worker.errors import ConfigError, JobTimeout
 from worker.settings import Settings
 from worker.spec import Spec
 
-LAYOUT_RULES = ("SPC14", "SPC16", "SPC17", "SPC19", "SPC20", "SPC21", "SPC22")
-"""Robocop's whitespace and alignment rules: the formatter fixes those, no repair turn needed."""
+SECRET_ENV = frozenset({"OPENAI_API_KEY", "GITLAB_MCP_TOKEN", "REDIS_URL", "REDIS_PASSWORD"})
+"""Never passed to a suite run, whatever WRITER_EXECUTE_ENV says (REDIS_URL may hold a password)."""
 
 
 @dataclass(frozen=True)
 class WriterConfig:
     policy: ToolPolicy
     limits: WriterLimits
-    grounding: bool = True
-    """Check calls, argument counts, resources, Robocop errors and the convention's rules."""
-    format_output: bool = True
-    lint_threshold: str = "E"
-    lint_ignore: tuple[str, ...] = LAYOUT_RULES
+    verify: bool = True
+    """Run the verification stages (WRITER_VERIFY); off: any suite that parses is accepted."""
+    checks: VerifyConfig = field(default_factory=VerifyConfig)
+    run: RunSettings = field(default_factory=RunSettings)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WriterConfig:
         if not settings.gitlab_project_id.strip():
             raise ConfigError("GITLAB_PROJECT_ID is not set: the writer must know which project to read")
+        ignore = tuple(rule.strip() for rule in settings.robocop_ignore.split(",") if rule.strip())
         return cls(
             policy=ToolPolicy(
                 project_id=settings.gitlab_project_id.strip(),
@@ -53,32 +54,54 @@ class WriterConfig:
                 max_repairs=settings.writer_max_repairs,
                 timeout_s=settings.writer_timeout_s,
             ),
-            grounding=settings.writer_grounding,
-            format_output=settings.writer_format,
-            lint_threshold=settings.robocop_threshold.upper(),
-            lint_ignore=LAYOUT_RULES
-            + tuple(rule.strip() for rule in settings.robocop_ignore.split(",") if rule.strip()),
+            verify=settings.writer_verify,
+            checks=VerifyConfig(
+                format_output=settings.writer_format,
+                lint=RobocopConfig(
+                    threshold=settings.robocop_threshold.upper(), ignore=LAYOUT_RULES + ignore
+                ),
+                execute=settings.writer_execute,
+            ),
+            run=RunSettings(
+                timeout_s=settings.writer_execute_timeout_s,
+                extra_options=tuple(settings.execute_options()),
+                env_names=tuple(settings.execute_env_names()),
+                secret_names=SECRET_ENV,
+                concurrency=settings.writer_execute_concurrency or RunSettings.concurrency,
+            ),
         )
 
 
-def _suite_check(
-    spec: Spec, config: WriterConfig, context: RepoContext, read_file: ReadFile
-) -> SuiteCheck | None:
-    """Grounding, Robocop's errors and the convention's recognised rules, as one check."""
-    if not config.grounding:
+def spec_facts(spec: Spec) -> SpecFacts:
+    area = spec.data.get("area")
+    return SpecFacts(
+        spec_id=spec.spec_id,
+        target_path=spec.target_path,
+        tags=spec.tags,
+        area=str(area) if isinstance(area, str | int) and str(area).strip() else None,
+        text=json.dumps(spec.data, ensure_ascii=False),
+    )
+
+
+def build_verifier(
+    spec: Spec, config: WriterConfig, context: RepoContext, tools: GuardedTools, cache: ContextCache,
+    runner: SuiteRunner | None,
+) -> SuiteCheck | None:  # fmt: skip
+    if not config.verify:
         return None
-    grounder = Grounder(read_file)
-    rules = rules_from(context.convention)
 
-    async def check(text: str) -> Grounding:
-        grounding = await grounder.check(text, spec.target_path)
-        issues = await asyncio.to_thread(
-            lint_suite, text, threshold=config.lint_threshold, ignore=config.lint_ignore
-        )
-        extra = [*lint_diagnostics(issues), *check_conventions(text, rules, spec.spec_id)]
-        return replace(grounding, diagnostics=grounding.diagnostics + tuple(extra))
+    async def read_file(path: str) -> str | None:
+        return await cache.read_file(tools, path)
 
-    return check
+    async def suggestions(text: str) -> list[str]:
+        return suggest(await cache.catalog(tools, context), text)
+
+    verifier = Verifier(
+        spec_facts(spec), config.checks, rules=context.rules, repo_lint=context.robocop,
+        lint_problem=context.robocop_problem, read_file=read_file, tree=context.paths,
+        suggest=suggestions, runner=runner,
+    )  # fmt: skip
+    return verifier.verify
 
 
 async def generate(
@@ -90,6 +113,7 @@ async def generate(
     listing: list[ToolSpec],
     cache: ContextCache,
     sink: EventSink,
+    runner: SuiteRunner | None = None,
 ) -> WriterResult:
     """Write the suite for `spec`; raise a `RobotFleetError` saying why when it cannot."""
     limits = config.limits
@@ -100,16 +124,14 @@ async def generate(
             sink.emit(
                 Event(
                     EventKind.INFO,
-                    f"context: {len(context.paths)} paths, convention {len(context.convention)} chars"
+                    f"context: {len(context.paths)} paths, convention {len(context.convention)} chars, "
+                    f"rules {context.rules.source or 'none'}"
                     + (f", fetched with {context.mcp_calls} MCP calls" if fetched else ", cached"),
                     {"paths": len(context.paths), "fetched": fetched, "tools": tools.names},
                 )
             )
-            check = _suite_check(spec, config, context, lambda path: cache.read_file(tools, path))
-            result = await write_suite(spec, context, model, tools, sink, limits, check)
-            if config.format_output:
-                result = replace(result, robot_text=await asyncio.to_thread(format_suite, result.robot_text))
-            return result
+            check = build_verifier(spec, config, context, tools, cache, runner)
+            return await write_suite(spec, context, model, tools, sink, limits, check)
     except TimeoutError as exc:
         if not deadline.expired():
             raise

@@ -1,10 +1,10 @@
-"""Grounding against a repository: the seven cases of the grounding issue, each diagnosed precisely."""
+"""Grounding (static stage): every call resolves, with an accepted argument count, imports exist;
+each case diagnosed precisely, blocking so such a suite is never written."""
 
 from __future__ import annotations
 
-import asyncio
-
-from worker.agent.grounding import Grounder, Grounding
+from tests.unit.verify_helpers import stage, verify
+from worker.agent.checks.verdict import Outcome, Stage, Verdict
 
 REPO = {
     "resources/common.resource": (
@@ -20,83 +20,105 @@ REPO = {
 }
 
 
-def ground(
-    body: str, settings: str = "Resource    resources/common.resource", target: str = "tests/a/t.robot"
-) -> Grounding:
-    async def read(path: str) -> str | None:
-        return REPO.get(path)
-
+def static(body: str, settings: str = "Resource    resources/common.resource", files: dict | None = None):
     suite = f"*** Settings ***\n{settings}\n\n*** Test Cases ***\nT-1 Case\n{body}"
-    return asyncio.run(Grounder(read).check(suite, target))
+    return stage(verify(suite, files or REPO), Stage.STATIC)
 
 
-def test_unknown_keyword_names_line_and_closest_existing_names() -> None:
-    result = ground("    Open Shop Sessoin\n")
+def test_unknown_keyword_names_line_statement_and_closest_existing_names() -> None:
+    result = static("    Open Shop Session\n    Open Shop Sessoin\n")
+    assert result.outcome is Outcome.FAILED and result.blocking
     assert result.diagnostics == (
-        "line 6: No keyword named 'Open Shop Sessoin' in the suite, its resources or its libraries. "
-        "Closest existing keywords: 'Open Shop Session'.",
+        "line 7: No keyword named `Open Shop Sessoin` in the suite, its resources or its libraries. "
+        "Closest existing keywords: `Open Shop Session`. — in: Open Shop Sessoin",
     )
-    assert (result.calls, result.resolved) == (1, 0)
+    assert (result.figures["calls"], result.figures["calls_resolved"]) == (2, 1)
 
 
 def test_wrong_argument_count_says_what_the_keyword_declares() -> None:
-    result = ground("    Log Test Step\n    Log Test Step    a    b    c\n")
+    result = static("    Log Test Step\n    Log Test Step    a    b    c\n")
+    assert result.blocking
     assert result.diagnostics == (
-        "line 6: Keyword 'Log Test Step' expected 1 to 2 arguments, got 0. It declares: message, level=INFO.",
-        "line 7: Keyword 'Log Test Step' expected 1 to 2 arguments, got 3. It declares: message, level=INFO.",
+        "line 6: Keyword 'Log Test Step' expected 1 to 2 arguments, got 0. It declares: message, level=INFO."
+        " — in: Log Test Step",
+        "line 7: Keyword 'Log Test Step' expected 1 to 2 arguments, got 3. It declares: message, level=INFO."
+        " — in: Log Test Step    a    b    c",
     )
 
 
 def test_missing_resource_is_reported_with_its_import_line() -> None:
-    result = ground(
-        "    Log    x\n",
+    result = static(
+        "    Open Shop Session\n",
         settings="Resource    resources/common.resource\nResource    resources/nope.resource",
     )
+    assert result.blocking
     assert result.diagnostics == (
-        "line 3: Resource 'resources/nope.resource' does not exist in the repository.",
+        "line 3: Resource `resources/nope.resource` does not exist in the repository. "
+        "— in: Resource    resources/nope.resource",
     )
 
 
 def test_keyword_of_an_installed_library_resolves_with_its_arguments() -> None:
-    result = ground(
-        "    ${items}=    Create List\n    Append To List    ${items}    x\n    Collections.Sort List    ${items}\n"
+    result = static(
+        "    Open Shop Session\n    ${items}=    Create List\n    Append To List    ${items}    x\n"
+        "    Collections.Sort List    ${items}\n"
     )
-    assert result.ok and (result.calls, result.resolved) == (3, 3)
+    assert result.outcome is Outcome.PASSED, result.diagnostics
+    assert result.figures["calls_by_source"] == {"resource": 1, "suite": 0, "library": 2, "builtin": 1}
+    assert result.figures["reuse_share"] == 0.25
 
 
 def test_keyword_defined_in_the_suite_itself_resolves() -> None:
-    async def read(path: str) -> str | None:
-        return REPO.get(path)
-
     suite = (
+        "*** Settings ***\nResource    resources/common.resource\n\n"
         "*** Test Cases ***\nT-1 Case\n    Check Total    10\n    Check Total\n\n"
-        "*** Keywords ***\nCheck Total\n    [Arguments]    ${total}\n    Should Be True    ${total} > 0\n"
+        "*** Keywords ***\nCheck Total\n    [Arguments]    ${total}\n    Open Shop Session\n"
+        "    Should Be True    ${total} > 0\n"
     )
-    result = asyncio.run(Grounder(read).check(suite, "tests/t.robot"))
+    result = stage(verify(suite, REPO), Stage.STATIC)
     assert result.diagnostics == (
-        "line 4: Keyword 'Check Total' expected 1 argument, got 0. It declares: total.",
+        "line 7: Keyword 'Check Total' expected 1 argument, got 0. It declares: total. — in: Check Total",
     )
-    assert result.resolved == 2  # the good call, and Should Be True inside the suite's keyword
+    assert result.figures["calls_resolved"] == 3  # the good call, and both calls inside the keyword
 
 
 def test_keywords_reached_through_a_nested_resource_import_resolve() -> None:
-    result = ground('    Send GET Request    /cart    200\n    Given User "alice" Is Logged In\n')
-    assert result.ok and result.resolved == 2
+    result = static('    Send GET Request    /cart    200\n    Given User "alice" Is Logged In\n')
+    assert result.outcome is Outcome.PASSED, result.diagnostics
 
 
-def test_library_that_is_not_installed_is_unverified_not_an_error() -> None:
-    result = ground("    Open Browser    http://x    chrome\n    Open Shop Session\n",
-                    settings="Resource    resources/common.resource\nResource    resources/ui.resource")  # fmt: skip
-    assert result.ok
-    assert (result.calls, result.resolved, result.unverified) == (2, 1, 1)
-    assert result.unverified_libraries == ("SeleniumLibrary",)
+def test_a_call_a_missing_library_might_define_is_unverified_and_never_verified() -> None:
+    verification = verify(
+        "*** Settings ***\nResource    resources/common.resource\nResource    resources/ui.resource\n\n"
+        "*** Test Cases ***\nT-1 Case\n    Frobnicate The Widget    http://x\n    Open Shop Session\n",
+        REPO,
+    )
+    result = stage(verification, Stage.STATIC)
+    assert result.outcome is Outcome.INCOMPLETE
+    assert result.figures["calls_unverified"] == 1 and result.figures["calls_resolved"] == 1
+    assert "`Frobnicate The Widget`" in result.diagnostics[0] and "`SeleniumLibrary`" in result.diagnostics[0]
+    assert verification.checks.verdict is Verdict.UNVERIFIED
 
 
 def test_resource_is_found_relative_to_the_suite_then_to_the_root() -> None:
-    async def read(path: str) -> str | None:
-        return {"tests/a/local.resource": "*** Keywords ***\nLocal Step\n    No Operation\n"}.get(
-            path
-        ) or REPO.get(path)
+    files = {**REPO, "tests/a/local.resource": "*** Keywords ***\nLocal Step\n    No Operation\n"}
+    suite = (
+        "*** Settings ***\nResource    local.resource\nResource    ${CURDIR}/../../resources/api.resource\n\n"
+        "*** Test Cases ***\nT-1 X\n    Local Step\n    Send GET Request    /    200\n"
+    )
+    assert stage(verify(suite, files), Stage.STATIC).outcome is Outcome.PASSED
 
-    suite = "*** Settings ***\nResource    local.resource\nResource    ${CURDIR}/../../resources/api.resource\n\n*** Test Cases ***\nT\n    Local Step\n    Send GET Request    /    200\n"
-    assert asyncio.run(Grounder(read).check(suite, "tests/a/t.robot")).ok
+
+def test_imports_are_looked_up_in_the_tree_without_reading_absent_candidates() -> None:
+    reads: list[str] = []
+    files = dict(REPO)
+
+    class Recording(dict):
+        def get(self, key, default=None):  # type: ignore[override]
+            reads.append(key)
+            return files.get(key, default)
+
+    suite = "*** Settings ***\nResource    resources/common.resource\n\n*** Test Cases ***\nT-1 X\n    Open Shop Session\n"
+    verify(suite, Recording(files))
+    assert "tests/a/resources/common.resource" not in reads  # the suite-relative candidate is not in the tree
+    assert reads.count("resources/common.resource") == 1

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tests.unit.fakes import DictToolset, ScriptedModel, Turn, call_turn, text_turn
+from worker.agent.checks.pipeline import VerifyConfig
 from worker.agent.context import ContextCache
 from worker.agent.events import EventKind, ListSink
 from worker.agent.loop import WriterLimits, WriterResult
@@ -31,7 +32,7 @@ def run(
     toolset = toolset or DictToolset(dict(FILES))
     model = ScriptedModel(turns)
     config = WriterConfig(
-        ToolPolicy(project_id="42", ref="main"), WriterLimits(**limits), format_output=False
+        ToolPolicy(project_id="42", ref="main"), WriterLimits(**limits), checks=VerifyConfig(format_output=False)
     )
     spec = parse_spec(b'{"id": "A-1", "title": "works"}', source="A-1.json", max_bytes=10_000)
 

@@ -1,7 +1,9 @@
-"""The repository context every prompt starts with: `doc/convention.md` and the file tree.
+"""The repository context every prompt starts with: `doc/convention.md`, the file tree, and the
+repository's declared rules (`.robot-fleet.toml`, its Robocop configuration).
 
 Fetched by code before the first model turn (writer rule 1), once per process per (project, ref):
-concurrent jobs wait on the same fetch instead of repeating it. Failures are not cached.
+concurrent jobs wait on the same fetch instead of repeating it. Failures are not cached. Root files
+are read only when the tree shows them: a missing one costs no request.
 
 The tree is listed with keyset pagination, every page followed. The real GitLab MCP server may cut
 a listing without handing back a next-page token (a full page with no token); such a page is
@@ -17,6 +19,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from worker.agent.catalog import CatalogEntry, build_catalog
+from worker.agent.checks.robocop import CONFIG_FILES, LintFailed, RobocopConfig, repository_config
+from worker.agent.checks.rules import NO_RULES, RULES_PATH, Rules, load_rules
 from worker.agent.tools import GuardedTools, ToolMemo, ToolOutcome
 from worker.errors import ConfigError, ConventionMissing, RobotFleetError, ToolServerUnavailable
 
@@ -36,6 +41,11 @@ class RepoContext:
     paths: tuple[str, ...]
     """Blob paths of the repository, sorted."""
     mcp_calls: int
+    rules: Rules = NO_RULES
+    robocop: RobocopConfig | None = None
+    """The repository's own Robocop configuration; None: it has none (the fleet's defaults apply)."""
+    robocop_problem: str | None = None
+    """Why the repository's Robocop configuration could not be used (the rules stage says so)."""
     fetched_at: float = field(default_factory=time.monotonic)
 
 
@@ -162,12 +172,24 @@ async def fetch_convention(tools: GuardedTools, ref: str | None) -> str:
 async def fetch_context(tools: GuardedTools, project_id: str, ref: str | None) -> RepoContext:
     walker = _TreeWalker(tools)
     convention, paths = await asyncio.gather(fetch_convention(tools, ref), walker.walk())
+    tree = set(paths)
+    wanted = [name for name in (RULES_PATH, *CONFIG_FILES) if name in tree]
+    texts = await asyncio.gather(*(_read_text(tools, name) for name in wanted))
+    files = {name: text for name, text in zip(wanted, texts, strict=True) if text is not None}
+    robocop, problem = None, None
+    try:
+        robocop = repository_config(files)
+    except LintFailed as exc:
+        problem = str(exc)
     return RepoContext(
         project_id=project_id,
         ref=ref,
         convention=convention,
-        paths=tuple(sorted(set(paths))),
-        mcp_calls=walker.calls + 1,
+        paths=tuple(sorted(tree)),
+        mcp_calls=walker.calls + 1 + len(wanted),
+        rules=load_rules(files.get(RULES_PATH)),
+        robocop=robocop,
+        robocop_problem=problem,
     )
 
 
@@ -186,6 +208,8 @@ class ContextCache:
         """The process's file reads, shared by every job's guard (the model's reads included)."""
         self._contexts: dict[tuple[str, str | None], RepoContext] = {}
         self._locks: dict[tuple[str, str | None], asyncio.Lock] = {}
+        self._catalogs: dict[tuple[str, str | None, float], tuple[CatalogEntry, ...]] = {}
+        self._catalog_locks: dict[tuple[str, str | None, float], asyncio.Lock] = {}
 
     async def get(self, tools: GuardedTools, project_id: str, ref: str | None) -> tuple[RepoContext, bool]:
         """The context and whether this call fetched it (False when served from the cache)."""
@@ -206,6 +230,18 @@ class ContextCache:
             return context
         return None
 
+    async def catalog(self, tools: GuardedTools, context: RepoContext) -> tuple[CatalogEntry, ...]:
+        """The repository's keyword catalog at the context's ref, built on first need (once per
+        context: a context is replaced when it expires, never changed)."""
+        key = (context.project_id, context.ref, context.fetched_at)
+        async with self._catalog_locks.setdefault(key, asyncio.Lock()):
+            if key not in self._catalogs:
+                catalog = await build_catalog(lambda path: _read_text(tools, path), context.paths)
+                live = {(c.project_id, c.ref, c.fetched_at) for c in self._contexts.values()}
+                self._catalogs = {k: v for k, v in self._catalogs.items() if k in live}
+                self._catalogs[key] = catalog
+        return self._catalogs[key]
+
     @staticmethod
     async def read_file(tools: GuardedTools, path: str) -> str | None:
         """A repository text file (None when missing or binary). Read through a guard holding
@@ -214,4 +250,5 @@ class ContextCache:
 
     def clear(self) -> None:
         self._contexts.clear()
+        self._catalogs.clear()
         self.memo = ToolMemo(self._ttl_s, keep=_answers_for_good)

@@ -19,6 +19,7 @@ class EventKind(StrEnum):
     TOOL_RESULT = "tool_result"
     DIAGNOSTICS = "diagnostics"
     USAGE = "usage"
+    CHECKS = "checks"
     INFO = "info"
 
 

@@ -15,9 +15,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from worker.agent.checks.pipeline import Verification
+from worker.agent.checks.verdict import Checks
 from worker.agent.context import RepoContext
 from worker.agent.events import Event, EventKind, EventSink
-from worker.agent.grounding import Grounding
 from worker.agent.model import ChatModel
 from worker.agent.output import Validation, check_answer
 from worker.agent.prompt import initial_messages, repair_message
@@ -36,8 +37,8 @@ class WriterLimits:
     timeout_s: float = 600.0
 
 
-SuiteCheck = Callable[[str], Awaitable[Grounding]]
-"""Checks a parsed suite against the target repository (grounding); None skips the check."""
+SuiteCheck = Callable[[str], Awaitable[Verification]]
+"""Verifies a parsed suite against the target repository (its stages); None skips verification."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,12 @@ class WriterResult:
     diagnostics: tuple[str, ...]
     """Every diagnostic sent back to the model in repair turns, in order."""
     duration_s: float
-    grounding: Grounding | None = None
+    checks: Checks | None = None
+    """The verification of the suite returned (None: verification off)."""
+    first_checks: Checks | None = None
+    """The verification of the first draft, before any repair."""
+    degraded: tuple[str, ...] = ()
+    """Tool calls that failed for infrastructure reasons (retried, or reported to the model)."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,9 @@ class _Run:
     usage: Usage = field(default_factory=Usage)
     tool_calls: Counter[str] = field(default_factory=Counter)
     diagnostics: list[str] = field(default_factory=list)
+    first_checks: Checks | None = None
+    usable: Verification | None = None
+    """The last draft that failed only non-blocking checks: written as failing if nothing better comes."""
 
 
 async def write_suite(
@@ -97,10 +106,12 @@ async def write_suite(
     limits: WriterLimits,
     check: SuiteCheck | None = None,
 ) -> WriterResult:
-    """Run the writer for one spec; raise a `RobotFleetError` when it cannot produce a valid suite.
+    """Run the writer for one spec; raise a `RobotFleetError` when it cannot produce a usable suite.
 
-    A suite that parses is then checked by `check` (grounding); its diagnostics feed the same
-    bounded repair turns. The wall-clock budget is enforced by the caller around the whole job.
+    A suite that parses is then verified by `check`; failed stages' diagnostics feed the same
+    bounded repair turns. When the budget runs out, a suite whose failure is blocking (calls that
+    resolve nowhere) raises `RepairsExhausted`; any other is returned with its failing checks.
+    The wall-clock budget is enforced by the caller around the whole job.
     """
     run = _Run(spec, model, tools, sink, limits, initial_messages(context, spec), check)
     return await _loop(run)
@@ -114,16 +125,43 @@ async def _loop(run: _Run) -> WriterResult:
         match _classify(turn):
             case RunTools(calls):
                 await _run_tools(run, turn.text, calls)
+            case FinalAnswer(validation) if run.check is None:
+                return _result(run, validation.text, None)
             case FinalAnswer(validation):
-                grounding = await run.check(validation.text) if run.check is not None else None
-                if grounding is None or grounding.ok:
-                    return _result(run, validation.text, grounding)
-                run.sink.emit(Event(EventKind.INFO, "grounding failed", {"grounding": grounding.summary()}))
-                _ask_for_repair(run, turn.text, Validation(validation.text, grounding.diagnostics))
+                verification = await run.check(validation.text)
+                run.first_checks = run.first_checks or verification.checks
+                _emit_checks(run, verification.checks)
+                if verification.passed:
+                    return _result(run, verification.text, verification.checks)
+                if not verification.checks.blocking:
+                    run.usable = verification
+                found = Validation(verification.text, tuple(verification.diagnostics))
+                if (done := _repair_or_stop(run, turn.text, found)) is not None:
+                    return done
             case NeedsRepair(validation):
-                _ask_for_repair(run, turn.text, validation)
+                if (done := _repair_or_stop(run, turn.text, validation)) is not None:
+                    return done
+    if run.usable is not None:  # the rounds ran out during repairs: the last usable draft stands
+        return _result(run, run.usable.text, run.usable.checks)
     raise RoundsExhausted(
         f"{run.spec.spec_id}: no valid final answer within {run.limits.max_rounds} rounds",
+        diagnostics=run.diagnostics,
+    )
+
+
+def _repair_or_stop(run: _Run, answer: str, validation: Validation) -> WriterResult | None:
+    """Ask for a repair (None), or, with the budget spent, end on the last usable draft (written as
+    failing) or raise when there is none."""
+    if run.repairs < run.limits.max_repairs:
+        _ask_for_repair(run, answer, validation)
+        return None
+    _report_final(run, validation)
+    if run.usable is not None:
+        return _result(run, run.usable.text, run.usable.checks)
+    error = NoAnswer if not validation.text else RepairsExhausted
+    raise error(
+        f"{run.spec.spec_id}: answer still invalid after {run.repairs} repair turns: "
+        f"{'; '.join(validation.diagnostics[:3])}",
         diagnostics=run.diagnostics,
     )
 
@@ -187,34 +225,38 @@ async def _call_concurrently(tools: GuardedTools, calls: tuple[ToolCall, ...]) -
 
 def _ask_for_repair(run: _Run, answer: str, validation: Validation) -> None:
     run.diagnostics.extend(validation.diagnostics)
-    run.sink.emit(
-        Event(
-            EventKind.DIAGNOSTICS,
-            "\n".join(validation.diagnostics),
-            {"diagnostics": list(validation.diagnostics), "repair": run.repairs + 1},
-        )
-    )
-    if run.repairs >= run.limits.max_repairs:
-        error = NoAnswer if not validation.text else RepairsExhausted
-        raise error(
-            f"{run.spec.spec_id}: answer still invalid after {run.repairs} repair turns: "
-            f"{'; '.join(validation.diagnostics[:3])}",
-            diagnostics=run.diagnostics,
-        )
     run.repairs += 1
+    data = {
+        "diagnostics": list(validation.diagnostics),
+        "repair": run.repairs,
+        "max_repairs": run.limits.max_repairs,
+    }
+    run.sink.emit(Event(EventKind.DIAGNOSTICS, "\n".join(validation.diagnostics), data))
     run.messages.append({"role": "assistant", "content": answer})
     run.messages.append({"role": "user", "content": repair_message(list(validation.diagnostics))})
 
 
-def _result(run: _Run, robot_text: str, grounding: Grounding | None) -> WriterResult:
-    if grounding is not None:
-        run.sink.emit(
-            Event(
-                EventKind.INFO, f"grounded: {grounding.resolved}/{grounding.calls} calls", grounding.summary()
-            )
-        )
+def _report_final(run: _Run, validation: Validation) -> None:
+    """The diagnostics no repair turn is left for: logged, and kept with the job."""
+    run.diagnostics.extend(validation.diagnostics)
+    data = {
+        "diagnostics": list(validation.diagnostics),
+        "repair": None,
+        "max_repairs": run.limits.max_repairs,
+    }
+    run.sink.emit(Event(EventKind.DIAGNOSTICS, "\n".join(validation.diagnostics), data))
+
+
+def _emit_checks(run: _Run, checks: Checks) -> None:
+    summary = ", ".join(f"{stage} {outcome}" for stage, outcome in checks.outcomes().items())
+    run.sink.emit(Event(EventKind.CHECKS, f"{checks.verdict}: {summary}", checks.as_dict()))
+
+
+def _result(run: _Run, robot_text: str, checks: Checks | None) -> WriterResult:
     return WriterResult(
-        grounding=grounding,
+        checks=checks,
+        first_checks=run.first_checks,
+        degraded=tuple(run.tools.degraded),
         robot_text=robot_text,
         rounds=run.rounds,
         repairs=run.repairs,

@@ -12,6 +12,8 @@ Infrastructure failures (`ToolServerUnavailable`, `ToolServerRejected`) are the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import copy
 import json
 import time
@@ -55,6 +57,27 @@ class ToolPolicy:
     allowed: frozenset[str] = READ_ONLY_TOOLS
     max_result_chars: int = 24_000
     timeout_s: float = 30.0
+
+
+TOOL_ATTEMPTS = 3
+"""A call that times out is tried this often before the model is told (and the job marked degraded)."""
+TOOL_RETRY_BACKOFF_S = (1.0, 3.0)
+
+
+@dataclass
+class BudgetWait:
+    """Time one tool call spent waiting for a fleet-wide budget: not the server's time, so not
+    counted against the call's timeout. The rate limiter's request hook writes it (the hook runs in
+    a copy of the caller's context, so it sees the caller's holder)."""
+
+    waited_s: float = 0.0
+    since: float | None = None
+
+    def total(self, now: float) -> float:
+        return self.waited_s + (now - self.since if self.since is not None else 0.0)
+
+
+BUDGET_WAIT: contextvars.ContextVar[BudgetWait | None] = contextvars.ContextVar("budget_wait", default=None)
 
 
 MEMOIZED_TOOLS: frozenset[str] = frozenset({"get_file_contents"})
@@ -110,6 +133,8 @@ class GuardedTools:
         self._policy = policy
         self._memo = memo
         self._specs = {spec.name: spec for spec in specs if spec.name in policy.allowed}
+        self.degraded: list[str] = []
+        """Calls that needed more than one try (or never answered): the job ran degraded."""
 
     @property
     def policy(self) -> ToolPolicy:
@@ -163,11 +188,50 @@ class GuardedTools:
         return ToolOutcome(self._truncate(outcome.text), outcome.is_error) if for_model else outcome
 
     async def _call(self, name: str, pinned: dict[str, Any]) -> ToolOutcome:
+        """The call, tried again when it times out: a slow server is an infrastructure failure, and
+        the model is told only when every try failed. Either way the job records it ran degraded."""
+        timeout = self._policy.timeout_s
+        what = f"{name} {_brief(pinned)}".strip()
+        for attempt in range(1, TOOL_ATTEMPTS + 1):
+            outcome = await self._timed(name, pinned)
+            if outcome is not None:
+                if attempt > 1:
+                    self.degraded.append(
+                        f"{what}: timed out {attempt - 1}x after {timeout:g}s, answered on try {attempt}"
+                    )
+                return outcome
+            if attempt < TOOL_ATTEMPTS:
+                await asyncio.sleep(TOOL_RETRY_BACKOFF_S[attempt - 1])
+        self.degraded.append(f"{what}: timed out {TOOL_ATTEMPTS}x after {timeout:g}s; the model was told")
+        return ToolOutcome(
+            f"Error: {name} timed out after {timeout:g}s ({TOOL_ATTEMPTS} tries).", is_error=True
+        )
+
+    async def _timed(self, name: str, pinned: dict[str, Any]) -> ToolOutcome | None:
+        """The call's outcome, or None when it took longer than the policy's timeout of the server's
+        time (time spent waiting for a fleet-wide budget does not count)."""
+        timeout = self._policy.timeout_s
+        wait = BudgetWait()
+        token = BUDGET_WAIT.set(wait)
         try:
-            async with asyncio.timeout(self._policy.timeout_s):
-                return await self._toolset.call_tool(name, pinned)
-        except TimeoutError:
-            return ToolOutcome(f"Error: {name} timed out after {self._policy.timeout_s:g}s.", is_error=True)
+            task = asyncio.ensure_future(self._toolset.call_tool(name, pinned))
+        finally:
+            BUDGET_WAIT.reset(token)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            while True:
+                remaining = started + timeout + wait.total(loop.time()) - loop.time()
+                if remaining <= 0:
+                    return None
+                done, _ = await asyncio.wait({task}, timeout=remaining)
+                if done:
+                    return task.result()
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
 
     def _pin(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
         schema = self._specs[name].input_schema if name in self._specs else {}
@@ -188,6 +252,11 @@ class GuardedTools:
         if len(text) <= limit:
             return text
         return text[:limit] + TRUNCATION_MARKER.format(dropped=len(text) - limit, total=len(text))
+
+
+def _brief(arguments: dict[str, Any]) -> str:
+    """What a call was about, for the degraded record: its path, if it has one."""
+    return str(arguments.get("file_path") or arguments.get("path") or "")
 
 
 def _without_pinned(schema: dict[str, Any]) -> dict[str, Any]:

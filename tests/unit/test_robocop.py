@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from worker.agent.robocop_check import LintIssue, diagnostics, format_suite, lint_suite
+from worker.agent.checks.robocop import LintIssue, diagnostics, format_suite, lint_suite
 
 VALID = """\
 *** Settings ***
