@@ -35,7 +35,12 @@ def serve(
     rate_400: float = typer.Option(0.0, "--rate-400", help="Probability of a 400."),
     fail_first: int = typer.Option(0, "--fail-first", help="Fail the first N requests of each conversation."),
     fail_status: int = typer.Option(429, "--fail-status", help="Status of fail-first: 429, 500 or 400."),
-    draft: str = typer.Option("none", "--draft", help="none | syntax | unknown_keyword."),
+    draft: str = typer.Option(
+        "none",
+        "--draft",
+        help="none | syntax | unknown_keyword | wrong_args | missing_resource | fails_when_run | "
+        "log_only | placeholder | undefined_variable | rule_breaking.",
+    ),
     fences: bool = typer.Option(False, "--fences/--no-fences", help="Fence final answers with chatter."),
     no_answer: str = typer.Option("none", "--no-answer", help="none | empty | loop."),
     evil: bool = typer.Option(False, "--evil/--no-evil", help="Call write and unoffered tools first."),

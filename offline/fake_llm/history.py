@@ -4,6 +4,7 @@ the tool calls made so far and their results (files fetched, tree listings, erro
 
 from __future__ import annotations
 
+import ast
 import base64
 import binascii
 import json
@@ -46,6 +47,8 @@ class History:
     requested: set[tuple[str, str]] = field(default_factory=set)
     answers: int = 0
     last_role: str = ""
+    repairs: list[str] = field(default_factory=list)
+    # the user messages that follow an answer, in order: the repair requests
 
     @property
     def repair_requested(self) -> bool:
@@ -56,12 +59,13 @@ class History:
         return any(call.name == name for call, _ in self.results)
 
     def fetched(self) -> dict[str, str | None]:
-        """File path -> its text, or None when the fetch failed or returned no Robot data."""
+        """File path -> its text, or None when the fetch failed or returned no Robot data (no
+        Python for a `.py` variable file)."""
         files: dict[str, str | None] = {}
         for call, raw in self.results:
             path = call.arguments.get("file_path")
             if call.name == "get_file_contents" and isinstance(path, str):
-                files[norm_path(path)] = file_text(raw)
+                files[norm_path(path)] = file_text(raw, python=path.endswith(".py"))
         return files
 
     def tree_results(self) -> list[tuple[Call, str]]:
@@ -69,7 +73,7 @@ class History:
 
     def known_paths(self) -> list[str]:
         """Every .robot/.resource path named by the prompt's tree or a tree listing, sorted."""
-        texts = [prompt_tree(self.prompt), *(raw for _, raw in self.tree_results())]
+        texts = [prompt_tree(self.prompt), *(tree_paths(raw) for _, raw in self.tree_results())]
         return sorted({norm_path(m) for text in texts for m in ROBOT_PATH.findall(text)})
 
     def convention_known(self) -> bool:
@@ -95,6 +99,19 @@ def prompt_tree(prompt: str) -> str:
     return section[: end.start()] if end else section
 
 
+def tree_paths(raw: str) -> str:
+    """The `path` of each item of a JSON tree listing, one a line (a bare `name` is no path);
+    any other text as it is."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return raw
+    items = data.get("items") if isinstance(data, dict) else data
+    if not isinstance(items, list):
+        return raw
+    return "\n".join(str(i["path"]) for i in items if isinstance(i, dict) and isinstance(i.get("path"), str))
+
+
 def norm_path(path: str) -> str:
     path = path.strip().replace("\\", "/")
     while path.startswith("./"):
@@ -102,8 +119,9 @@ def norm_path(path: str) -> str:
     return path.lstrip("/")
 
 
-def file_text(raw: str) -> str | None:
-    """A file's text from a get_file_contents result (JSON object or plain text), None if unusable."""
+def file_text(raw: str, python: bool = False) -> str | None:
+    """A file's text from a get_file_contents result (JSON object or plain text), None if unusable:
+    Robot data must have a section header, Python must parse."""
     text: str | None = raw
     try:
         data = json.loads(raw)
@@ -117,7 +135,19 @@ def file_text(raw: str) -> str | None:
                 text = base64.b64decode(text).decode("utf-8")
             except (binascii.Error, UnicodeDecodeError):
                 text = None
-    return text if text is not None and "***" in text else None
+    if text is None:
+        return None
+    if python:
+        return text if _is_python(text) else None
+    return text if "***" in text else None
+
+
+def _is_python(text: str) -> bool:
+    try:
+        ast.parse(text)
+    except SyntaxError:
+        return False
+    return True
 
 
 def find_spec(text: str) -> dict[str, Any]:
@@ -168,6 +198,8 @@ def read_history(messages: Sequence[Mapping[str, Any]], tools: Any) -> History:
     for message in messages:
         role = str(message.get("role"))
         history.last_role = role
+        if role == "user" and history.answers:
+            history.repairs.append(content_text(message.get("content")))
         if role == "assistant":
             tool_calls = [c for c in message.get("tool_calls") or [] if isinstance(c, dict)]
             if not tool_calls:

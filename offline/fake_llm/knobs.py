@@ -15,7 +15,18 @@ from urllib.parse import parse_qsl
 
 TOOL_CALL_MODES = ("split", "whole", "parallel")
 QUIRKS = ("thinking", "index0", "empty_ids", "missing_index", "args_object", "stop_with_tools")
-DRAFTS = ("none", "syntax", "unknown_keyword", "wrong_args", "missing_resource")
+DRAFTS = (
+    "none",
+    "syntax",
+    "unknown_keyword",
+    "wrong_args",
+    "missing_resource",
+    "fails_when_run",
+    "log_only",
+    "placeholder",
+    "undefined_variable",
+    "rule_breaking",
+)
 NO_ANSWERS = ("none", "empty", "loop")
 FAIL_STATUSES = (429, 500, 400)
 _TRUE = {"1", "true", "yes", "on"}
@@ -51,7 +62,7 @@ class Knobs:
     fail_status: int = 429
     # ...with this status
     draft: str = "none"
-    # none | syntax | unknown_keyword: the first final answer is broken, the repair is right
+    # see DRAFTS: the first answer is broken one way; a repair fixes what its diagnostics name
     fences: bool = False
     # wrap final answers in ```robot fences with chatter around them
     no_answer: str = "none"

@@ -1,26 +1,37 @@
 """The deterministic writer: a request's messages in, the next action out.
 
-It plays a careful writer: convention, tree, the most similar test, its resources (transitively),
-then the suite. It only calls tools the request offers (except when `evil` asks it to misbehave),
+It plays a careful writer: convention, tree, the most similar test (same area first), its
+resources and variable files (transitively), the tree's other resources, then the suite. It only calls tools the request offers (except when `evil` asks it to misbehave),
 never repeats a call, and skips files whose fetch failed.
 """
 
 from __future__ import annotations
 
+import json
 import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from offline.fake_llm.history import CONVENTION, Call, History, next_page_token, norm_path
 from offline.fake_llm.knobs import Knobs
-from offline.fake_llm.robotfiles import Knowledge, read_resource, read_settings
-from offline.fake_llm.suite import build_suite
+from offline.fake_llm.robotfiles import (
+    Knowledge,
+    read_assignments,
+    read_resource,
+    read_settings,
+    read_variable_file,
+)
+from offline.fake_llm.suite import build_suite, target_area
 from offline.fake_llm.words import words
 
 READ_FILE = "get_file_contents"
 READ_TREE = "get_repository_tree"
 TREE_ARGUMENTS = {"recursive": True, "per_page": 100, "pagination": "keyset"}
 MAX_SIMILAR_TRIES = 3
+MAX_OTHER_RESOURCES = 24
+AREA_BONUS = 2
+# a test in the spec's own area folder beats one elsewhere that only shares two words
+READABLE = (".resource", ".robot", ".txt", ".py")
 EVIL_PROJECT = "secret/infra"
 UNOFFERED_TOOLS = ("run_shell_command", "delete_project", "fake_llm_unlisted_tool")
 FENCE_BEFORE = "Here is the Robot Framework suite for this spec:"
@@ -100,12 +111,18 @@ def _ranked_tests(plan: _Plan) -> list[str]:
     rf = spec.get("rf") if isinstance(spec.get("rf"), dict) else {}
     target = norm_path(str(rf.get("target_path") or rf.get("output_path") or ""))
     wanted = set(words(f"{spec.get('area', '')} {spec.get('title', '')} {target}"))
+    area = target_area(spec).lower()
     tests = [
         p
         for p in plan.history.known_paths()
         if p.startswith("tests/") and p.endswith(".robot") and p != target
     ]
-    return sorted(tests, key=lambda p: (-len(wanted & set(words(p))), p))
+
+    def score(path: str) -> int:
+        folders = path.split("/")[1:-1]
+        return len(wanted & set(words(path))) + (AREA_BONUS if folders[:1] == [area] else 0)
+
+    return sorted(tests, key=lambda p: (-score(p), p))
 
 
 def _similar_test(plan: _Plan) -> ToolTurn | None:
@@ -121,7 +138,8 @@ def _similar_test(plan: _Plan) -> ToolTurn | None:
         text = fetched[path]
         if text is not None:
             plan.knowledge.settings = read_settings(text)
-            plan.similar = path
+            plan.knowledge.assigned = read_assignments(text)
+            plan.knowledge.similar = plan.similar = path
             return None
     return None
 
@@ -139,35 +157,71 @@ def resolve_import(name: str, importer: str, known: set[str]) -> str:
 
 
 def _resources(plan: _Plan) -> ToolTurn | None:
-    """Walk the resource imports breadth first; fetch what is missing, learn keywords from the rest."""
-    fetched = plan.history.fetched()
-    known = set(plan.history.known_paths()) | set(fetched)
-    pending: list[str] = []
-    queue = [(name, plan.similar) for name in plan.knowledge.settings.resources]
-    seen: set[str] = set()
-    while queue:
-        name, importer = queue.pop(0)
-        path = resolve_import(name, importer, known)
-        if path in seen:
-            continue
-        seen.add(path)
-        if path not in fetched:
-            if plan.can(READ_FILE) and plan.fresh([Call(READ_FILE, {"file_path": path})]):
-                pending.append(path)
-            continue
-        text = fetched[path]
-        if text is None:
-            continue
-        keywords, variables = read_resource(text)
-        plan.knowledge.keywords += keywords
-        plan.knowledge.variables |= variables
-        queue += [(child, path) for child in read_settings(text).resources]
+    """Walk the similar test's imports breadth first (resources and Python variable files), then
+    every other resource of the tree, as a careful writer looks in resources/ before writing a
+    step; fetch what is missing, learn keywords and variables from the rest."""
+    walk = _Walk(plan, plan.history.fetched(), set(plan.history.known_paths()))
+    walk.known |= set(walk.fetched)
+    settings = plan.knowledge.settings
+    walk.run([(name, plan.similar) for name in (*settings.resources, *settings.variables)])
+    plan.knowledge.reachable = set(walk.seen)
+    if not walk.pending:
+        others = [p for p in plan.history.known_paths() if p.endswith(".resource") and p not in walk.seen]
+        walk.run([(path, "") for path in _by_relevance(plan, others)[:MAX_OTHER_RESOURCES]])
+    pending = walk.pending
     if not pending:
         return None
     if plan.knobs.tool_calls != "parallel":
         pending = pending[:1]
     calls = tuple(Call(READ_FILE, {"file_path": path}) for path in pending)
     return ToolTurn(calls, f"I need the keywords in {', '.join(pending)}.")
+
+
+def _by_relevance(plan: _Plan, paths: list[str]) -> list[str]:
+    wanted = set(words(json.dumps(plan.history.spec)))
+    return sorted(paths, key=lambda p: (-len(wanted & set(words(p))), p))
+
+
+@dataclass
+class _Walk:
+    """One breadth-first walk over imports: what to fetch next, what was learnt."""
+
+    plan: _Plan
+    fetched: dict[str, str | None]
+    known: set[str]
+    seen: set[str] = field(default_factory=set)
+    pending: list[str] = field(default_factory=list)
+
+    def run(self, queue: list[tuple[str, str]]) -> None:
+        while queue:
+            name, importer = queue.pop(0)
+            path = resolve_import(name, importer, self.known)
+            if path in self.seen or not path.endswith(READABLE):
+                continue
+            self.seen.add(path)
+            if path not in self.fetched:
+                if self.plan.can(READ_FILE) and self.plan.fresh([Call(READ_FILE, {"file_path": path})]):
+                    self.pending.append(path)
+                continue
+            text = self.fetched[path]
+            if text is not None:
+                queue += self._learn(path, text)
+
+    def _learn(self, path: str, text: str) -> list[tuple[str, str]]:
+        knowledge = self.plan.knowledge
+        if path.endswith(".py"):
+            names, seeds = read_variable_file(text)
+            knowledge.variables |= set(names)
+            knowledge.variable_names.update(names)
+            knowledge.seed_values |= seeds
+            return []
+        keywords, variables = read_resource(text, path)
+        knowledge.keywords += keywords
+        knowledge.variables |= set(variables)
+        knowledge.variable_names.update(variables)
+        settings = read_settings(text)
+        knowledge.imports[path] = [resolve_import(n, path, self.known) for n in settings.resources]
+        return [(child, path) for child in (*settings.resources, *settings.variables)]
 
 
 def _evil_calls(offered: frozenset[str]) -> tuple[Call, ...]:
@@ -186,8 +240,7 @@ def _answer(plan: _Plan) -> Answer:
     repair = history.repair_requested
     if plan.knobs.no_answer == "empty":
         return Answer("", "I have nothing to add.", repair)
-    draft = plan.knobs.draft if history.answers == 0 else "none"
-    text = build_suite(history.spec, plan.knowledge, draft)
+    text = build_suite(history.spec, plan.knowledge, plan.knobs.draft, history.repairs)
     if plan.knobs.fences:
         text = f"{FENCE_BEFORE}\n\n```robot\n{text}```\n\n{FENCE_AFTER}"
     thinking = "The diagnostics show what to fix." if repair else "I have what I need to write the suite."

@@ -1,15 +1,16 @@
-"""Reads the repository's Robot files and writes keyword calls that Robot accepts.
+"""Reads the repository's Robot files and variable files the way the writer needs them.
 
 Robot Framework's own parser reads the similar test (`robot.api.get_model`) and the resources
-(`robot.running.ResourceFile.from_string`, whose `ArgumentSpec` says how many arguments a keyword
-accepts), so every keyword call the writer emits has an accepted number of arguments.
+(`robot.running.ResourceFile.from_string`, whose `ArgumentSpec` says which arguments a keyword
+accepts, with their defaults); Python variable files are read with `ast`, never imported.
 """
 
 from __future__ import annotations
 
+import ast
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,36 +18,72 @@ from robot.api import get_model
 from robot.api.parsing import ModelVisitor
 from robot.running import ResourceFile
 
-from offline.fake_llm.words import words
-
 log = logging.getLogger(__name__)
 
 SEP = "    "
 COPIED_SETTINGS = ("Suite Setup", "Suite Teardown", "Test Setup", "Test Teardown")
+PRIVATE_TAG = "robot:private"
 BUILTIN_VARIABLES = frozenset(
-    {"curdir", "empty", "true", "false", "none", "null", "space", "tempdir", "execdir", "outputdir"}
+    {
+        "curdir",
+        "empty",
+        "true",
+        "false",
+        "none",
+        "null",
+        "space",
+        "tempdir",
+        "execdir",
+        "outputdir",
+        "testname",
+        "suitename",
+    }
 )
+_SIMPLE_VARIABLE = re.compile(r"^\$\{([A-Za-z_][\w ]*)\}$")
+_SIMPLE_NAME = re.compile(r"[^a-z0-9_]")
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One declared argument: its name, its default (None when required) and its kind."""
+
+    name: str
+    default: str | None = None
+    kind: str = "positional"
+    # positional | varargs | named (named-only) | kwargs
+
+    @property
+    def required(self) -> bool:
+        return self.default is None and self.kind in ("positional", "named")
 
 
 @dataclass(frozen=True)
 class Keyword:
-    """A user keyword and the arguments it accepts."""
+    """A user keyword as a careful writer sees it."""
 
     name: str
-    positional: tuple[str, ...]
-    required: int
-    named_required: tuple[str, ...] = ()
+    args: tuple[Arg, ...] = ()
+    doc: str = ""
+    private: bool = False
+    returns: str = ""
+    # the variable its RETURN gives back when it is a plain ${name}; "-" for any other value
+    source: str = ""
 
     @property
-    def words(self) -> frozenset[str]:
-        return frozenset(words(self.name))
+    def positional(self) -> tuple[Arg, ...]:
+        return tuple(a for a in self.args if a.kind == "positional")
+
+    @property
+    def required(self) -> int:
+        return sum(1 for a in self.positional if a.required)
 
 
 @dataclass
 class SuiteSettings:
-    """What the writer copies from the similar test."""
+    """What the writer copies from the similar test, and what a file imports."""
 
     resources: list[str] = field(default_factory=list)
+    variables: list[str] = field(default_factory=list)
     lines: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -55,8 +92,20 @@ class Knowledge:
     """Everything the writer read: the similar test's settings, keywords, defined variables."""
 
     settings: SuiteSettings = field(default_factory=SuiteSettings)
+    similar: str = ""
     keywords: list[Keyword] = field(default_factory=list)
     variables: set[str] = field(default_factory=set)
+    # normalised names of every variable the resources and variable files define
+    variable_names: dict[str, str] = field(default_factory=dict)
+    # normalised -> as written (upper case names of variable files and resources)
+    seed_values: set[str] = field(default_factory=set)
+    # lower-cased strings and keys found in variable files (seed data)
+    imports: dict[str, list[str]] = field(default_factory=dict)
+    # resource path -> resource paths it imports
+    reachable: set[str] = field(default_factory=set)
+    # the resource paths the similar test's imports reach
+    assigned: dict[str, str] = field(default_factory=dict)
+    # keyword name (lower case) -> the variable the similar test assigns its result to
 
 
 class _SettingsReader(ModelVisitor):
@@ -67,6 +116,10 @@ class _SettingsReader(ModelVisitor):
         if node.name:
             self.settings.resources.append(node.name)
 
+    def visit_VariablesImport(self, node: Any) -> None:
+        if node.name:
+            self.settings.variables.append(node.name)
+
     def generic_visit(self, node: Any) -> None:
         tokens = getattr(node, "data_tokens", None)
         if tokens and tokens[0].value in COPIED_SETTINGS:
@@ -75,34 +128,103 @@ class _SettingsReader(ModelVisitor):
 
 
 def read_settings(text: str) -> SuiteSettings:
-    """Resource imports and setup/teardown settings of a suite file."""
+    """Resource and variable imports, setup/teardown settings of a suite or resource file."""
     reader = _SettingsReader()
     reader.visit(get_model(text))
     return reader.settings
+
+
+class _AssignmentReader(ModelVisitor):
+    def __init__(self) -> None:
+        self.assigned: dict[str, str] = {}
+
+    def visit_KeywordCall(self, node: Any) -> None:  # robot's visitor naming
+        match = _SIMPLE_VARIABLE.match(node.assign[0].rstrip("= ")) if node.keyword and node.assign else None
+        if match:
+            name = _SIMPLE_NAME.sub("_", match.group(1).strip().lower())
+            self.assigned.setdefault(node.keyword.lower(), name)
+
+
+def read_assignments(text: str) -> dict[str, str]:
+    """Keyword (lower case) -> the variable a suite assigns its result to (`${products}=`)."""
+    reader = _AssignmentReader()
+    reader.visit(get_model(text))
+    return {k: v for k, v in reader.assigned.items() if v}
 
 
 def resource_imports(text: str) -> list[str]:
     return read_settings(text).resources
 
 
-def read_resource(text: str) -> tuple[list[Keyword], set[str]]:
-    """The keywords (with argument specs) and variable names a resource file defines."""
+def read_resource(text: str, source: str = "") -> tuple[list[Keyword], dict[str, str]]:
+    """The keywords (with argument specs) a resource file defines, and its variables
+    (normalised name -> name as written)."""
     try:
         resource = ResourceFile.from_string(text)
     except Exception:  # a resource robot cannot read is skipped, like a careful writer would
         log.warning("unreadable resource skipped", exc_info=True)
-        return [], set()
-    keywords = []
-    for keyword in resource.keywords:
-        spec = keyword.args
-        positional = tuple(spec.positional_only) + tuple(spec.positional_or_named)
-        named = tuple(n for n in spec.named_only if n not in spec.defaults)
-        keywords.append(Keyword(keyword.name, positional, spec.minargs, named))
-    variables = {_norm_var(v.name) for v in resource.variables}
+        return [], {}
+    keywords = [_keyword(keyword, source) for keyword in resource.keywords]
+    variables = {norm_var(v.name): v.name.strip()[2:-1] for v in resource.variables}
     return keywords, variables
 
 
-def _norm_var(name: str) -> str:
+def _keyword(keyword: Any, source: str) -> Keyword:
+    spec = keyword.args
+    defaults = {name: str(value) for name, value in spec.defaults.items()}
+    args = [Arg(n, defaults.get(n)) for n in (*spec.positional_only, *spec.positional_or_named)]
+    if spec.var_positional:
+        args.append(Arg(spec.var_positional, "", "varargs"))
+    args += [Arg(n, defaults.get(n), "named") for n in spec.named_only]
+    if spec.var_named:
+        args.append(Arg(spec.var_named, "", "kwargs"))
+    private = any(str(tag).lower() == PRIVATE_TAG for tag in keyword.tags)
+    return Keyword(keyword.name, tuple(args), str(keyword.doc or ""), private, _returned(keyword), source)
+
+
+def _returned(keyword: Any) -> str:
+    """`order_id` for `RETURN ${order_id}`, "-" for any other returned value, "" for none."""
+    stack = list(keyword.body)
+    while stack:
+        item = stack.pop(0)
+        values = getattr(item, "values", None)
+        if type(item).__name__ == "Return" and values:
+            match = _SIMPLE_VARIABLE.match(str(values[0])) if len(values) == 1 else None
+            return match.group(1).replace(" ", "_").lower() if match else "-"
+        stack += list(getattr(item, "body", None) or [])
+    return ""
+
+
+def read_variable_file(text: str) -> tuple[dict[str, str], set[str]]:
+    """Module-level names of a Python variable file (normalised -> as written) and its seed data
+    (every string and dictionary key, lower case), read with `ast`, never executed."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        log.warning("unreadable variable file skipped")
+        return {}, set()
+    names: dict[str, str] = {}
+    seeds: set[str] = set()
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else []
+        for target in targets:
+            if isinstance(target, ast.Name) and not target.id.startswith("_"):
+                names[norm_var(target.id)] = target.id
+        if isinstance(node, ast.Assign):
+            seeds |= _strings(node.value)
+    return names, seeds
+
+
+def _strings(node: ast.AST) -> set[str]:
+    return {
+        str(child.value).lower()
+        for child in ast.walk(node)
+        if isinstance(child, ast.Constant) and isinstance(child.value, str | int | float)
+    }
+
+
+def norm_var(name: str) -> str:
+    """A variable or argument name as Robot compares them: no decoration, case, spaces or `_`."""
     inner = name.strip()
     if len(inner) > 3 and inner[0] in "$@&%" and inner[1] == "{" and inner.endswith("}"):
         inner = inner[2:-1]
@@ -113,7 +235,7 @@ def uses_only(line: str, variables: set[str]) -> bool:
     """Whether every variable `line` references is defined (or built in)."""
     known = variables | BUILTIN_VARIABLES
     for name in re.findall(r"[$@&%]\{([^}]*)\}", line):
-        norm = _norm_var(name)
+        norm = norm_var(name)
         if norm not in known and not norm.isdigit():
             return False
     return True
@@ -132,25 +254,6 @@ def escape(value: str) -> str:
     return text
 
 
-def best_keyword(step: str, keywords: Sequence[Keyword]) -> Keyword | None:
-    """The keyword sharing most words with `step` (quoted values ignored), if it covers half its name."""
-    step_words = set(words(re.sub(r'"[^"]*"', " ", step)))
-    best: tuple[Any, ...] | None = None
-    for keyword in keywords:
-        kw_words = keyword.words
-        overlap = len(step_words & kw_words)
-        if not kw_words or overlap == 0 or overlap / len(kw_words) < 0.5:
-            continue
-        rank = (overlap, overlap / len(kw_words), -len(keyword.name), keyword.name)
-        if best is None or rank > best[0]:
-            best = (rank, keyword)
-    return best[1] if best else None
-
-
-def quoted_values(step: str) -> list[str]:
-    return [a or b for a, b in re.findall(r'"([^"]*)"|(?<!\w)\'([^\']*)\'(?!\w)', step)]
-
-
 def flat_data(data: Any) -> dict[str, str]:
     """Scalar spec data by normalised name (one level of nesting flattened)."""
     found: dict[str, str] = {}
@@ -160,28 +263,7 @@ def flat_data(data: Any) -> dict[str, str]:
         if isinstance(value, Mapping):
             for sub_key, sub_value in value.items():
                 if isinstance(sub_value, str | int | float | bool):
-                    found.setdefault(_norm_var(str(sub_key)), str(sub_value))
+                    found.setdefault(norm_var(str(sub_key)), str(sub_value))
         elif isinstance(value, str | int | float | bool):
-            found[_norm_var(str(key))] = str(value)
+            found[norm_var(str(key))] = str(value)
     return found
-
-
-def call_line(keyword: Keyword, step: str, data: Mapping[str, str]) -> str:
-    """`Keyword    arg1    arg2` with exactly the required arguments filled."""
-    quoted = quoted_values(step)
-    cells = [keyword.name]
-    for name in keyword.positional[: keyword.required]:
-        if quoted:
-            cells.append(escape(quoted.pop(0)))
-        else:
-            cells.append(escape(data.get(_norm_var(name), f"<{name}>")))
-    for name in keyword.named_required:
-        cells.append(f"{name}={escape(data.get(_norm_var(name), f'<{name}>'))}")
-    return SEP.join(cells)
-
-
-def step_line(step: str, keywords: Sequence[Keyword], data: Mapping[str, str]) -> str:
-    keyword = best_keyword(step, keywords)
-    if keyword is None:
-        return f"Log{SEP}{escape(step)}"
-    return call_line(keyword, step, data)

@@ -1,34 +1,40 @@
 """The `.robot` suite the scripted writer answers with.
 
 One test per scenario (else per test case, else per acceptance criterion, else one for the title),
-named `<ID> <Name In Title Case>`, tagged with the id, the area and smoke/regression; each step is
-a call of the resources' best matching keyword with its required arguments, or a `Log` of the step.
+named `<ID> <Name In Title Case>`, documented, tagged `<ID> <area> <the spec's own tags>
+<smoke|regression>`; its steps come from `writer.Writer`. Settings follow the similar test: the
+suite documentation, its resource imports (plus any resource whose keyword the suite uses and
+those imports do not reach), its suite setup and teardown.
 """
 
 from __future__ import annotations
 
+import copy
 import re
-import string
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from offline.fake_llm.robotfiles import (
-    SEP,
-    Keyword,
-    Knowledge,
-    best_keyword,
-    escape,
-    flat_data,
-    step_line,
-    uses_only,
+from offline.fake_llm import drafts
+from offline.fake_llm.clauses import (
+    Clause,
+    criterion_clauses,
+    gherkin_parts,
+    precondition_clauses,
+    scenario_clauses,
+    test_case_clauses,
 )
+from offline.fake_llm.model import Step, SuiteDraft, Test
+from offline.fake_llm.phrases import PLACEHOLDER
+from offline.fake_llm.robotfiles import SEP, Knowledge, escape, flat_data, uses_only
+from offline.fake_llm.writer import LOG, Writer
 
 SMOKE_PRIORITIES = frozenset({"critical", "blocker", "highest", "high", "p0", "p1"})
-UNKNOWN_KEYWORD = "Verify Everything Went Fine"
-BROKEN_HEADER = "*** Test Steps ***"
-DRAFT_CHATTER = "Here is the generated test suite:"
+KINDS = ("smoke", "regression")
 NAME_WORDS = 10
+ARTICLES = frozenset({"the", "a", "an"})
+TRAILING = frozenset({"and", "or", "with", "the", "a", "an", "of", "to", "for", "in", "by", "is"})
+UNSAFE_NAME = re.compile(r"[\"=${}#|\\<>\[\]*]")
 
 
 @dataclass(frozen=True)
@@ -36,9 +42,13 @@ class Case:
     """One test case to write."""
 
     name: str
-    steps: tuple[str, ...]
-    tags: tuple[str, ...]
     doc: str
+    tags: tuple[str, ...]
+    clauses: tuple[Clause, ...]
+    text: str
+    # all the spec text it comes from, for a later test that refers to it
+    texts: tuple[str, ...]
+    # its steps as the spec writes them
 
 
 def spec_id(spec: Mapping[str, Any]) -> str:
@@ -46,7 +56,12 @@ def spec_id(spec: Mapping[str, Any]) -> str:
 
 
 def title_case(text: str, limit: int = NAME_WORDS) -> str:
-    return string.capwords(" ".join(str(text).split()[:limit]))
+    """Each word capitalised, codes kept as written (`XX-0000`, `SPRING25`); a name cut at
+    `limit` words does not end on `and` or `the`."""
+    found = [w[:1].upper() + w[1:] for w in str(text).split()[:limit]]
+    while len(found) > 1 and found[-1].lower() in TRAILING:
+        found.pop()
+    return " ".join(found)
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -55,57 +70,100 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list | tuple) else [value]
 
 
-def _step_texts(item: Any) -> list[str]:
-    """A step given as text, or as {action, expected} (either may be missing)."""
-    if isinstance(item, Mapping):
-        keys = ("action", "step", "description", "name", "expected", "result")
-        return [str(item[k]) for k in keys if isinstance(item.get(k), str) and item[k].strip()]
-    return [str(item)] if str(item).strip() else []
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
 
 
-def _clauses(criterion: Any) -> list[str]:
-    """`Given a When b Then c` -> ["Given a", "When b", "Then c"]; dicts by their keys."""
-    if isinstance(criterion, Mapping):
-        return [f"{k.title()} {criterion[k]}" for k in ("given", "when", "then") if criterion.get(k)] or (
-            _step_texts(criterion)
-        )
-    parts = re.split(r"(?i)\s*\b(?=(?:given|when|then|and|but)\b)", str(criterion))
-    return [part.strip(" ,;") for part in parts if part.strip(" ,;")]
+def target_area(spec: Mapping[str, Any]) -> str:
+    """The folder under `tests/` of the target path, else the spec's area."""
+    rf = _mapping(spec.get("rf"))
+    target = str(rf.get("target_path") or rf.get("output_path") or "").replace("\\", "/").lstrip("./")
+    parts = target.split("/")
+    if len(parts) > 2 and parts[0] == "tests":
+        return parts[1]
+    return str(spec.get("area") or "")
 
 
-def _tags(spec: Mapping[str, Any], extra: Iterable[Any]) -> tuple[str, ...]:
-    rf = spec.get("rf") if isinstance(spec.get("rf"), Mapping) else {}
-    all_tags = {str(t).lower() for t in [*_as_list(spec.get("tags")), *_as_list(rf.get("tags")), *extra]}
+def _own_tags(spec: Mapping[str, Any]) -> list[str]:
+    rf, jira = _mapping(spec.get("rf")), _mapping(spec.get("jira"))
+    sources = (rf.get("tags"), spec.get("tags"), spec.get("labels"), jira.get("labels"))
+    return [str(tag).strip() for source in sources for tag in _as_list(source) if str(tag).strip()]
+
+
+def tags(spec: Mapping[str, Any], item_tags: Iterable[Any] = ()) -> tuple[str, ...]:
+    """Id, area, the spec's own tags as written, then exactly one of smoke/regression: the test's
+    own choice, else the spec's, else from the priority."""
+    ident, area = spec_id(spec), target_area(spec)
+    own = [str(t).strip() for t in item_tags if str(t).strip()] + _own_tags(spec)
+    chosen = [t.lower() for t in own if t.lower() in KINDS]
     priority = str(spec.get("priority", "")).lower()
-    kind = "smoke" if "smoke" in all_tags or priority in SMOKE_PRIORITIES else "regression"
-    area = spec.get("area")
-    return tuple(t for t in (spec_id(spec), str(area) if area else "", kind) if t)
+    kind = chosen[0] if chosen else ("smoke" if priority in SMOKE_PRIORITIES else "regression")
+    found: list[str] = []
+    for tag in [ident, area, *own]:
+        if tag and tag.lower() not in KINDS and tag.lower() not in {t.lower() for t in found}:
+            found.append(tag)
+    return (*found, kind)
 
 
 def cases(spec: Mapping[str, Any]) -> list[Case]:
     """The tests to write, from the first of scenarios, test_cases, acceptance_criteria, title."""
-    ident = spec_id(spec)
-    found: list[Case] = []
+    pre = tuple(precondition_clauses(_as_list(spec.get("preconditions"))))
     for source in ("scenarios", "test_cases"):
-        for item in _as_list(spec.get(source)):
-            item = item if isinstance(item, Mapping) else {"name": str(item), "steps": [str(item)]}
-            steps = [s for step in _as_list(item.get("steps")) for s in _step_texts(step)]
-            steps += [str(e) for e in _as_list(item.get("expected")) if str(e).strip()]
-            name = str(item.get("name") or item.get("title") or spec.get("title") or ident)
-            doc = str(item.get("description") or item.get("expected") or name)
-            found.append(
-                Case(f"{ident} {title_case(name)}", tuple(steps), _tags(spec, item.get("tags") or []), doc)
-            )
+        found = [_item_case(spec, item, pre, source) for item in _as_list(spec.get(source))]
         if found:
             return found
-    for criterion in _as_list(spec.get("acceptance_criteria")):
-        steps = _clauses(criterion)
-        text = " ".join(steps) if isinstance(criterion, Mapping) else str(criterion)
-        found.append(Case(f"{ident} {title_case(text)}", tuple(steps), _tags(spec, []), text))
-    if not found:
-        title = str(spec.get("title") or ident)
-        found.append(Case(f"{ident} {title_case(title)}", (title,), _tags(spec, []), title))
-    return found
+    found = [_criterion_case(spec, criterion, pre) for criterion in _as_list(spec.get("acceptance_criteria"))]
+    if found:
+        return found
+    title = str(spec.get("title") or spec_id(spec))
+    return [
+        Case(_name(spec, title), _doc(title), tags(spec), (*pre, Clause(title, "action")), title, (title,))
+    ]
+
+
+def _item_case(spec: Mapping[str, Any], item: Any, pre: tuple[Clause, ...], source: str) -> Case:
+    item = item if isinstance(item, Mapping) else {"name": str(item), "steps": [str(item)]}
+    steps = _as_list(item.get("steps"))
+    expected = [str(e) for e in _as_list(item.get("expected")) if str(e).strip()]
+    if source == "test_cases" or any(isinstance(step, Mapping) for step in steps):
+        body = test_case_clauses(steps) + scenario_clauses([], expected)
+    else:
+        body = scenario_clauses([str(s) for s in steps if str(s).strip()], expected)
+    texts = tuple(_step_texts(steps))
+    name = str(item.get("name") or item.get("title") or spec.get("title") or spec_id(spec))
+    doc = str(item.get("description") or " ".join(expected) or name)
+    text = " ".join([name, *texts, *expected])
+    return Case(
+        _name(spec, name), _doc(doc), tags(spec, _as_list(item.get("tags"))), (*pre, *body), text, texts
+    )
+
+
+def _step_texts(steps: Sequence[Any]) -> list[str]:
+    texts = []
+    for step in steps:
+        if isinstance(step, Mapping):
+            texts += [str(v) for k, v in step.items() if k != "name" and isinstance(v, str) and v.strip()]
+        elif str(step).strip():
+            texts.append(str(step))
+    return texts
+
+
+def _criterion_case(spec: Mapping[str, Any], criterion: Any, pre: tuple[Clause, ...]) -> Case:
+    parts = gherkin_parts(criterion)
+    text = " ".join(t for _, t in parts) if isinstance(criterion, Mapping) else str(criterion)
+    named = [t for k, t in parts if k != "given"] or [t for _, t in parts] or [text]
+    words = [w for w in " ".join(named).split() if w.lower() not in ARTICLES]
+    body = (*pre, *criterion_clauses(criterion))
+    return Case(_name(spec, " ".join(words)), _doc(text), tags(spec), body, text, tuple(t for _, t in parts))
+
+
+def _name(spec: Mapping[str, Any], text: str) -> str:
+    clean = UNSAFE_NAME.sub(" ", PLACEHOLDER.sub(r"\1", text))
+    return f"{spec_id(spec)} {title_case(clean)}".strip()
+
+
+def _doc(text: str) -> str:
+    return escape(PLACEHOLDER.sub(r"\1", text))
 
 
 def _unique(names: Iterable[str]) -> list[str]:
@@ -117,62 +175,71 @@ def _unique(names: Iterable[str]) -> list[str]:
     return unique
 
 
-def _settings(spec: Mapping[str, Any], knowledge: Knowledge) -> list[str]:
+def _settings(spec: Mapping[str, Any], knowledge: Knowledge, tests: Sequence[Test]) -> list[str]:
     lines = [
         "*** Settings ***",
         f"Documentation{SEP}{escape(spec_id(spec) + ' ' + str(spec.get('title', '')))}",
     ]
     if spec.get("story"):
         lines.append(f"...{SEP}{escape(str(spec['story']))}")
-    lines += [f"Resource{SEP}{path}" for path in knowledge.settings.resources]
+    lines += [
+        f"Resource{SEP}{path}" for path in [*knowledge.settings.resources, *_extra_imports(knowledge, tests)]
+    ]
     for name, value in knowledge.settings.lines:
         if value and uses_only(value, knowledge.variables):
             lines.append(f"{name}{SEP}{value}")
     return lines
 
 
-def _test(case: Case, name: str, pre: Sequence[str], keywords: Sequence[Keyword], data: Any) -> list[str]:
-    lines = [
-        name,
-        f"{SEP}[Documentation]{SEP}{escape(case.doc)}",
-        f"{SEP}[Tags]{SEP}{SEP.join(map(escape, case.tags))}",
-    ]
-    steps = [*pre, *case.steps] or [case.name]
-    lines += [f"{SEP}{step_line(step, keywords, data)}" for step in steps]
-    return lines
+def _extra_imports(knowledge: Knowledge, tests: Sequence[Test]) -> list[str]:
+    """Resources whose keywords the suite calls that the similar test's imports do not reach."""
+    reachable = set(knowledge.reachable)
+    sources = {k.name.lower(): k.source for k in reversed(knowledge.keywords) if k.source}
+    extra: list[str] = []
+    for test in tests:
+        for step in test.steps:
+            source = sources.get(step.keyword.lower(), "")
+            if source and source not in reachable and source not in extra:
+                extra.append(source)
+                reachable |= _closure(knowledge, source)
+    return extra
 
 
-def build_suite(spec: Mapping[str, Any], knowledge: Knowledge, draft: str = "none") -> str:
-    """The suite text; a `draft` other than "none" breaks it the way a sloppy model would: "syntax",
-    "unknown_keyword", "wrong_args" (a keyword called without its required arguments) or
-    "missing_resource" (an import of a resource file that does not exist)."""
-    data = flat_data(spec.get("data"))
-    keywords = knowledge.keywords
-    pre = [str(p) for p in _as_list(spec.get("preconditions")) if best_keyword(str(p), keywords)]
-    lines = [*_settings(spec, knowledge), "", "*** Test Cases ***"]
-    tests = cases(spec)
-    for index, (case, name) in enumerate(zip(tests, _unique(c.name for c in tests), strict=True)):
-        body = _test(case, escape(name), pre, keywords, data)
-        if draft == "unknown_keyword" and index == 0:
-            body.insert(3, f"{SEP}{_unknown_keyword(keywords)}")
-        needy = next((k for k in keywords if k.required > 0), None)
-        if draft == "wrong_args" and index == 0 and needy is not None:
-            body.insert(3, f"{SEP}{needy.name}")
-        lines += [*body, ""]
-    text = "\n".join(lines).rstrip() + "\n"
-    if draft == "missing_resource":
-        text = text.replace("*** Settings ***\n", f"*** Settings ***\nResource{SEP}{MISSING_RESOURCE}\n", 1)
-    if draft == "syntax":
-        text = f"{DRAFT_CHATTER}\n" + text.replace("*** Test Cases ***", BROKEN_HEADER)
-    return text
+def _closure(knowledge: Knowledge, path: str) -> set[str]:
+    found, queue = set(), [path]
+    while queue:
+        current = queue.pop()
+        if current not in found:
+            found.add(current)
+            queue += knowledge.imports.get(current, [])
+    return found
 
 
-MISSING_RESOURCE = "resources/shared_steps.resource"
+def _tests(spec: Mapping[str, Any], knowledge: Knowledge, attempts: Mapping[int, int]) -> list[Test]:
+    writer = Writer(knowledge, flat_data(spec.get("data")), knowledge.assigned)
+    found = cases(spec)
+    names = _unique(c.name for c in found)
+    tests = []
+    for index, (case, name) in enumerate(zip(found, names, strict=True)):
+        steps = writer.write(case.clauses, case.text, attempts.get(index, 0))
+        steps = steps or [Step(LOG, (case.doc,))]
+        tests.append(Test(escape(name), case.doc, tuple(map(escape, case.tags)), steps, case.texts))
+    return tests
 
 
-def _unknown_keyword(keywords: Sequence[Keyword]) -> str:
-    names = {k.name.lower() for k in keywords}
-    name = UNKNOWN_KEYWORD
-    while name.lower() in names:
-        name += " Again"
-    return name
+def build_suite(
+    spec: Mapping[str, Any], knowledge: Knowledge, draft: str = "none", repairs: Sequence[str] = ()
+) -> str:
+    """The suite text. A `draft` other than "none" breaks the first answer one realistic way
+    (see `drafts.py`); each defect stays until a repair request names its marker, and a repair
+    request naming a test of a clean answer makes the writer try that test again differently."""
+    clean = _tests(spec, knowledge, {})
+    suite = SuiteDraft(_settings(spec, knowledge, clean), clean)
+    defects = drafts.defects(draft, copy.deepcopy(suite), knowledge)
+    active, attempts = drafts.after_repairs(defects, [t.name for t in clean], repairs)
+    if attempts:
+        tests = _tests(spec, knowledge, attempts)
+        suite = SuiteDraft(_settings(spec, knowledge, tests), tests)
+    for defect in active:
+        drafts.inflict(defect.kind, suite, knowledge)
+    return suite.render()
