@@ -4,8 +4,8 @@
 2. a returned variable of the argument's name that the clause mentions (`the new order`);
 3. a repository variable the clause names that shares a word with the argument (`declined card`);
 4. the remaining values in order (optional arguments only take a value of their own type);
-5. for a required argument: a returned variable of its name, the spec's data, another keyword's
-   default for an argument of that name;
+5. for a required argument: a returned variable of its name, who is logged in (for the login
+   keyword's argument name), the spec's data, another keyword's default for an argument of that name;
 6. a boolean option whose words the clause says (`only in-stock` -> in_stock_only=${TRUE});
 7. varargs: the remaining values of their type, else an earlier call's (`placed an order`).
 A required argument left empty means the keyword does not fit the clause.
@@ -166,6 +166,8 @@ def _required(state: _State) -> None:
         value = state.scope.latest(arg.name, state.phrase)
         if value is not None:
             state.put(arg, f"${{{value.name}}}", "weak")
+        elif state.scope.actor and norm_var(arg.name) == norm_var(state.scope.actor_arg):
+            state.put(arg, state.scope.actor, "weak")
         elif norm_var(arg.name) in state.scope.data:
             state.put(arg, escape(state.scope.data[norm_var(arg.name)]), "weak")
         elif state.index.default_for(arg.name):

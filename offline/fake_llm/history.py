@@ -22,6 +22,9 @@ SPEC_MARKER = re.compile(r"(?m)^##\s*Spec\s*$")
 FENCE = re.compile(r"```[ \t]*(?:json)?[ \t]*\n(.*?)\n[ \t]*```", re.S)
 ROBOT_PATH = re.compile(r"(?<![\w./-])((?:\./)?[\w.@+-]+(?:/[\w.@+-]+)*\.(?:robot|resource))(?![\w/])")
 PAGE_TOKEN = re.compile(r'"next_page_token"\s*:\s*"([^"]+)"')
+CONTENT_START = re.compile(r'"content"\s*:\s*"')
+ENCODING = re.compile(r'"encoding"\s*:\s*"(\w+)"')
+JSON_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f"}
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,7 @@ def file_text(raw: str, python: bool = False) -> str | None:
     try:
         data = json.loads(raw)
     except ValueError:
-        data = None
+        data = _cut_off_object(raw)
     if isinstance(data, dict):
         content = data.get("content")
         text = content if isinstance(content, str) else None
@@ -140,6 +143,38 @@ def file_text(raw: str, python: bool = False) -> str | None:
     if python:
         return text if _is_python(text) else None
     return text if "***" in text else None
+
+
+def _cut_off_object(raw: str) -> dict[str, str] | None:
+    """A JSON file result cut short by the client (a tool-result size limit): its `content` as far
+    as it goes, without the last, incomplete line. None when `raw` is no such object."""
+    start = CONTENT_START.search(raw)
+    if not raw.lstrip().startswith("{") or start is None:
+        return None
+    found: list[str] = []
+    index = start.end()
+    while index < len(raw) and raw[index] not in '"\n':
+        char = raw[index]
+        if char != "\\":
+            found.append(char)
+            index += 1
+            continue
+        escape = raw[index + 1 : index + 2]
+        if escape == "u" and len(raw) >= index + 6:
+            found.append(chr(int(raw[index + 2 : index + 6], 16)))
+            index += 6
+        elif escape in JSON_ESCAPES:
+            found.append(JSON_ESCAPES[escape])
+            index += 2
+        else:
+            break
+    content = "".join(found)
+    closed = index < len(raw) and raw[index] == '"'
+    encoding = ENCODING.search(raw)
+    return {
+        "content": content if closed else content.rpartition("\n")[0],
+        "encoding": encoding.group(1) if encoding else "",
+    }
 
 
 def _is_python(text: str) -> bool:

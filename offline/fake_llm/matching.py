@@ -161,42 +161,48 @@ def candidates(
         filled = fill(view, phrase, scope, index)
         if filled is None:
             continue
-        ratio = len(shared) / len(view.words)
-        named_value = any(
-            lit.value.lower() in view.doc_text
-            for lit in phrase.literals
-            if len(lit.value) > 2 and lit.kind != "word"
+        score = _score(
+            view, phrase, filled, len(shared), failing=failing_action is not None, optional=optional
         )
-        strong = filled.label_fits or filled.repo_fits or named_value
-        # an assertion on the property the clause names (`exactly 1 product` -> `... Count Should Be`)
-        stated = view.assertion and not view.predicate and view.head in phrase.words and not filled.weak
-        if (
-            ratio < MIN_RATIO
-            and not (strong and not view.assertion)
-            and not stated
-            and failing_action is None
-        ):
-            continue
-        if optional and (ratio < MIN_RATIO or filled.weak):
-            continue
-        doc = min(MAX_DOC_WORDS, len(overlap(phrase.words - view.words, view.doc_words)))
-        score = (
-            3 * len(shared)
-            + 2 * ratio
-            + 1.5 * filled.label_fits
-            + filled.var_fits
-            + filled.repo_fits
-            + 0.8 * filled.type_fits
-            + 0.3 * filled.order_fits
-            + 0.3 * doc
-            + (1.0 if named_value else 0.0)
-            + (HEAD_BONUS if phrase.head and phrase.head in view.words else 0.0)
-            - UNUSED_PENALTY * filled.unused
-            - 0.5 * filled.weak
-        )
-        found.append(Choice(view, filled, score))
+        if score is not None:
+            found.append(Choice(view, filled, score))
     found.sort(key=lambda c: (-c.score, len(c.view.keyword.name), c.view.keyword.name))
     return found
+
+
+def _score(
+    view: View, phrase: Phrase, filled: Filled, shared: int, *, failing: bool, optional: bool
+) -> float | None:
+    """How well the call says the clause; None when it shares too little of the keyword's name."""
+    ratio = shared / len(view.words)
+    named_value = any(
+        lit.value.lower() in view.doc_text
+        for lit in phrase.literals
+        if len(lit.value) > 2 and lit.kind != "word"
+    )
+    # an action whose arguments the clause's labelled values or named variables fill
+    strong = not view.assertion and bool(filled.label_fits or filled.repo_fits or named_value)
+    # an assertion on the property the clause names (`exactly 1 product` -> `... Count Should Be`)
+    stated = view.assertion and not view.predicate and view.head in phrase.words and not filled.weak
+    if ratio < MIN_RATIO and not (strong or stated or failing):
+        return None
+    if optional and (ratio < MIN_RATIO or filled.weak):
+        return None
+    doc = min(MAX_DOC_WORDS, len(overlap(phrase.words - view.words, view.doc_words)))
+    return (
+        3 * shared
+        + 2 * ratio
+        + 1.5 * filled.label_fits
+        + filled.var_fits
+        + filled.repo_fits
+        + 0.8 * filled.type_fits
+        + 0.3 * filled.order_fits
+        + 0.3 * doc
+        + (1.0 if named_value else 0.0)
+        + (HEAD_BONUS if phrase.head and phrase.head in view.words else 0.0)
+        - UNUSED_PENALTY * filled.unused
+        - 0.5 * filled.weak
+    )
 
 
 def _states(view: View, phrase: Phrase, failing_action: Phrase | None) -> bool:

@@ -28,7 +28,7 @@ READ_FILE = "get_file_contents"
 READ_TREE = "get_repository_tree"
 TREE_ARGUMENTS = {"recursive": True, "per_page": 100, "pagination": "keyset"}
 MAX_SIMILAR_TRIES = 3
-MAX_OTHER_RESOURCES = 24
+MAX_OTHER_RESOURCES = 6
 AREA_BONUS = 2
 # a test in the spec's own area folder beats one elsewhere that only shares two words
 READABLE = (".resource", ".robot", ".txt", ".py")

@@ -12,6 +12,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from robot.api import get_model
@@ -21,6 +22,7 @@ from robot.running import ResourceFile
 log = logging.getLogger(__name__)
 
 SEP = "    "
+PARSE_CACHE = 512
 COPIED_SETTINGS = ("Suite Setup", "Suite Teardown", "Test Setup", "Test Teardown")
 PRIVATE_TAG = "robot:private"
 BUILTIN_VARIABLES = frozenset(
@@ -129,9 +131,17 @@ class _SettingsReader(ModelVisitor):
 
 def read_settings(text: str) -> SuiteSettings:
     """Resource and variable imports, setup/teardown settings of a suite or resource file."""
+    resources, variables, lines = _read_settings(text)
+    return SuiteSettings(list(resources), list(variables), list(lines))
+
+
+# The writer reads the same files on every turn of every conversation: each text is parsed once.
+@lru_cache(maxsize=PARSE_CACHE)
+def _read_settings(text: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, str], ...]]:
     reader = _SettingsReader()
     reader.visit(get_model(text))
-    return reader.settings
+    found = reader.settings
+    return tuple(found.resources), tuple(found.variables), tuple(found.lines)
 
 
 class _AssignmentReader(ModelVisitor):
@@ -147,9 +157,14 @@ class _AssignmentReader(ModelVisitor):
 
 def read_assignments(text: str) -> dict[str, str]:
     """Keyword (lower case) -> the variable a suite assigns its result to (`${products}=`)."""
+    return dict(_read_assignments(text))
+
+
+@lru_cache(maxsize=PARSE_CACHE)
+def _read_assignments(text: str) -> tuple[tuple[str, str], ...]:
     reader = _AssignmentReader()
     reader.visit(get_model(text))
-    return {k: v for k, v in reader.assigned.items() if v}
+    return tuple((k, v) for k, v in reader.assigned.items() if v)
 
 
 def resource_imports(text: str) -> list[str]:
@@ -159,13 +174,19 @@ def resource_imports(text: str) -> list[str]:
 def read_resource(text: str, source: str = "") -> tuple[list[Keyword], dict[str, str]]:
     """The keywords (with argument specs) a resource file defines, and its variables
     (normalised name -> name as written)."""
+    keywords, variables = _read_resource(text, source)
+    return list(keywords), dict(variables)
+
+
+@lru_cache(maxsize=PARSE_CACHE)
+def _read_resource(text: str, source: str) -> tuple[tuple[Keyword, ...], tuple[tuple[str, str], ...]]:
     try:
         resource = ResourceFile.from_string(text)
     except Exception:  # a resource robot cannot read is skipped, like a careful writer would
         log.warning("unreadable resource skipped", exc_info=True)
-        return [], {}
-    keywords = [_keyword(keyword, source) for keyword in resource.keywords]
-    variables = {norm_var(v.name): v.name.strip()[2:-1] for v in resource.variables}
+        return (), ()
+    keywords = tuple(_keyword(keyword, source) for keyword in resource.keywords)
+    variables = tuple((norm_var(v.name), v.name.strip()[2:-1]) for v in resource.variables)
     return keywords, variables
 
 
@@ -198,11 +219,17 @@ def _returned(keyword: Any) -> str:
 def read_variable_file(text: str) -> tuple[dict[str, str], set[str]]:
     """Module-level names of a Python variable file (normalised -> as written) and its seed data
     (every string and dictionary key, lower case), read with `ast`, never executed."""
+    names, seeds = _read_variable_file(text)
+    return dict(names), set(seeds)
+
+
+@lru_cache(maxsize=PARSE_CACHE)
+def _read_variable_file(text: str) -> tuple[tuple[tuple[str, str], ...], frozenset[str]]:
     try:
         tree = ast.parse(text)
     except SyntaxError:
         log.warning("unreadable variable file skipped")
-        return {}, set()
+        return (), frozenset()
     names: dict[str, str] = {}
     seeds: set[str] = set()
     for node in tree.body:
@@ -212,7 +239,7 @@ def read_variable_file(text: str) -> tuple[dict[str, str], set[str]]:
                 names[norm_var(target.id)] = target.id
         if isinstance(node, ast.Assign):
             seeds |= _strings(node.value)
-    return names, seeds
+    return tuple(names.items()), frozenset(seeds)
 
 
 def _strings(node: ast.AST) -> set[str]:

@@ -35,6 +35,9 @@ class Scope:
     data: dict[str, str] = field(default_factory=dict)
     values: list[Value] = field(default_factory=list)
     actor: str = ""
+    # the cell the last login keyword was called with ("" when nobody is logged in)
+    actor_arg: str = ""
+    # the name of that keyword's argument (`username`): an argument of that name may take the actor
     calls: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
 
     def fresh(self) -> Scope:

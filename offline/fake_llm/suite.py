@@ -25,7 +25,7 @@ from offline.fake_llm.clauses import (
     test_case_clauses,
 )
 from offline.fake_llm.model import Step, SuiteDraft, Test
-from offline.fake_llm.phrases import PLACEHOLDER
+from offline.fake_llm.phrases import PLACEHOLDER, UNFINISHED
 from offline.fake_llm.robotfiles import SEP, Knowledge, escape, flat_data, uses_only
 from offline.fake_llm.writer import LOG, Writer
 
@@ -33,6 +33,7 @@ SMOKE_PRIORITIES = frozenset({"critical", "blocker", "highest", "high", "p0", "p
 KINDS = ("smoke", "regression")
 NAME_WORDS = 10
 ARTICLES = frozenset({"the", "a", "an"})
+NO_DOC = "Written from the spec."
 TRAILING = frozenset({"and", "or", "with", "the", "a", "an", "of", "to", "for", "in", "by", "is"})
 UNSAFE_NAME = re.compile(r"[\"=${}#|\\<>\[\]*]")
 
@@ -87,14 +88,16 @@ def target_area(spec: Mapping[str, Any]) -> str:
 def _own_tags(spec: Mapping[str, Any]) -> list[str]:
     rf, jira = _mapping(spec.get("rf")), _mapping(spec.get("jira"))
     sources = (rf.get("tags"), spec.get("tags"), spec.get("labels"), jira.get("labels"))
-    return [str(tag).strip() for source in sources for tag in _as_list(source) if str(tag).strip()]
+    found = [tag for source in sources for tag in _as_list(source) if isinstance(tag, str | int | float)]
+    return [str(tag).strip() for tag in found if str(tag).strip()]
 
 
 def tags(spec: Mapping[str, Any], item_tags: Iterable[Any] = ()) -> tuple[str, ...]:
     """Id, area, the spec's own tags as written, then exactly one of smoke/regression: the test's
     own choice, else the spec's, else from the priority."""
     ident, area = spec_id(spec), target_area(spec)
-    own = [str(t).strip() for t in item_tags if str(t).strip()] + _own_tags(spec)
+    own = [str(t).strip() for t in item_tags if isinstance(t, str | int | float) and str(t).strip()]
+    own += _own_tags(spec)
     chosen = [t.lower() for t in own if t.lower() in KINDS]
     priority = str(spec.get("priority", "")).lower()
     kind = chosen[0] if chosen else ("smoke" if priority in SMOKE_PRIORITIES else "regression")
@@ -158,12 +161,14 @@ def _criterion_case(spec: Mapping[str, Any], criterion: Any, pre: tuple[Clause, 
 
 
 def _name(spec: Mapping[str, Any], text: str) -> str:
-    clean = UNSAFE_NAME.sub(" ", PLACEHOLDER.sub(r"\1", text))
+    clean = UNSAFE_NAME.sub(" ", UNFINISHED.sub("", PLACEHOLDER.sub(r"\1", text)))
     return f"{spec_id(spec)} {title_case(clean)}".strip()
 
 
 def _doc(text: str) -> str:
-    return escape(PLACEHOLDER.sub(r"\1", text))
+    """Spec prose as written, without what would read as a placeholder (`<name>`, `TODO`)."""
+    cleaned = UNFINISHED.sub("", PLACEHOLDER.sub(r"\1", text))
+    return escape(cleaned) if cleaned.strip() else NO_DOC
 
 
 def _unique(names: Iterable[str]) -> list[str]:

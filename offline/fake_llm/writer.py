@@ -22,7 +22,7 @@ from dataclasses import replace
 from offline.fake_llm.clauses import Clause, split_top
 from offline.fake_llm.matching import Choice, Index, candidates
 from offline.fake_llm.model import Step
-from offline.fake_llm.phrases import Phrase, is_check, placeholders, read_phrase
+from offline.fake_llm.phrases import UNFINISHED, Phrase, is_check, placeholders, read_phrase
 from offline.fake_llm.robotfiles import Knowledge, escape
 from offline.fake_llm.scope import Scope, Value
 from offline.fake_llm.words import overlap
@@ -161,7 +161,7 @@ class Writer:
 
     def _actor_switch(self, subject: str, scope: Scope) -> list[Step]:
         """Log in the quoted actor of a `When` when someone else (or nobody) is logged in."""
-        if not subject or subject.lower() == scope.actor:
+        if not subject or escape(subject).lower() == scope.actor.lower():
             return []
         found = candidates(self.read(f'log in as "{subject}"'), "action", scope, self.index)
         logins = [choice for choice in found if choice.view.logs_in]
@@ -171,10 +171,11 @@ class Writer:
         view, filled = choice.view, choice.filled
         actor: str | None = None
         if view.logs_in and filled.cells:
-            actor = scope.actor = filled.cells[0].lower()
+            actor = scope.actor = filled.cells[0]
+            scope.actor_arg = filled.arg_names[0]
         elif view.logs_out:
             actor = scope.actor = ""
-        creators = filled.creators | ({scope.actor} if scope.actor else set())
+        creators = filled.creators | ({scope.actor.lower()} if scope.actor else set())
         assign = scope.assign(view.result, creators) if view.result else ""
         scope.calls.append((view.keyword.name, filled.cells))
         return Step(
@@ -199,6 +200,7 @@ class Writer:
                         scope.values.append(Value(step.assign, words, step.creators))
                     if step.actor is not None:
                         scope.actor = step.actor
+                        scope.actor_arg = step.arg_names[0] if step.actor and step.arg_names else ""
                     scope.calls.append((step.keyword, step.cells))
                 return list(steps)
         return []
@@ -255,7 +257,8 @@ class Writer:
 def log_cell(text: str, scope: Scope | None = None) -> str:
     """A step's text as a Log message: a `<name>` becomes the variable an earlier step returned,
     else the bare name (no placeholder is ever written)."""
-    cell = escape(text)
+    cleaned = UNFINISHED.sub("", text)
+    cell = escape(cleaned if cleaned.strip() else "(empty step)")
     for name in placeholders(text):
         found = scope.by_name(name) if scope else None
         cell = cell.replace(f"<{name}>", f"${{{found.name}}}" if found else name)
