@@ -52,8 +52,16 @@ def tree_items(files: dict[str, str]) -> list[dict[str, str]]:
     return items + [{"path": p, "type": "blob"} for p in sorted(files)]
 
 
-def answer_tool(files: dict[str, str], name: str, arguments: dict[str, Any]) -> str:
-    """What the GitLab MCP server answers (a failure is text the model reads)."""
+def answer_tool(files: dict[str, str], name: str, arguments: dict[str, Any], cut: int | None = None) -> str:
+    """What the GitLab MCP server answers (a failure is text the model reads); `cut` shortens a
+    result the way a client's result-size limit does."""
+    text = _tool_text(files, name, arguments)
+    if cut is None or len(text) <= cut:
+        return text
+    return text[:cut] + f"\n[... truncated: {len(text) - cut} of {len(text)} characters not shown ...]"
+
+
+def _tool_text(files: dict[str, str], name: str, arguments: dict[str, Any]) -> str:
     if name == "get_file_contents":
         path = str(arguments.get("file_path", ""))
         if path not in files:
@@ -96,6 +104,7 @@ async def converse(
     messages: list[dict[str, Any]],
     files: dict[str, str],
     model: str = MODEL,
+    cut: int | None = None,
 ) -> Turn:
     """Answer tool calls until the model answers; `messages` grows in place."""
     for _ in range(MAX_TURNS):
@@ -109,21 +118,25 @@ async def converse(
         ]
         messages.append({"role": "assistant", "content": turn.text or None, "tool_calls": calls})
         for call in turn.calls:
-            content = answer_tool(files, call["name"], json.loads(call["arguments"]))
+            content = answer_tool(files, call["name"], json.loads(call["arguments"]), cut)
             messages.append({"role": "tool", "tool_call_id": call["id"], "content": content})
     raise AssertionError(f"no answer in {MAX_TURNS} turns")
 
 
 async def write_suite(
-    client: openai.AsyncOpenAI, spec: dict[str, Any], repairs: Sequence[str] = (), model: str = MODEL
+    client: openai.AsyncOpenAI,
+    spec: dict[str, Any],
+    repairs: Sequence[str] = (),
+    model: str = MODEL,
+    cut: int | None = None,
 ) -> list[str]:
     """The first answer, then one answer per repair request."""
     files = framework_files()
     messages = first_messages(spec)
-    answers = [(await converse(client, messages, files, model)).text]
+    answers = [(await converse(client, messages, files, model, cut)).text]
     for request in repairs:
         messages.append({"role": "user", "content": request})
-        answers.append((await converse(client, messages, files, model)).text)
+        answers.append((await converse(client, messages, files, model, cut)).text)
     return answers
 
 
@@ -232,3 +245,13 @@ def test_clean_drafts_of_the_example_sprint_pass_when_run(fake_llm: StandIn, tmp
     assert set(outcomes) == expected
     failed = {name: message for name, (passed, message) in outcomes.items() if not passed}
     assert not failed, f"{len(failed)} of {len(outcomes)} generated tests failed: {failed}"
+
+
+def test_a_file_result_cut_short_is_read_as_far_as_it_goes(fake_llm: StandIn, tmp_path: Path) -> None:
+    """A client's result-size limit cuts api_client.resource (24 kB) in its private keywords: the
+    public ones before the cut are still used."""
+    spec = load_spec(SPECS / "SHOP-130_spec.json")
+    [text] = run(write_suite(client_for(fake_llm.base), spec, cut=12_000))
+    assert "    ${response}=    Send GET Request    /api/cart\n    Response Status Should Be    401\n" in text
+    outcomes = run_suites({target_path(spec): text}, tmp_path / "framework")
+    assert outcomes and all(passed for passed, _ in outcomes.values()), outcomes
