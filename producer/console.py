@@ -24,6 +24,8 @@ class ConsoleSink:
                 self._write(event.text, style=None)
             case EventKind.THINKING if self._show_text:
                 self._write(event.text, style="dim italic")
+            case EventKind.REVIEW if self._show_text:
+                self._write(event.text, style="magenta dim")
             case EventKind.ROUND:
                 self._line(f"[bold cyan]── {escape(event.text)} ──[/]")
             case EventKind.TOOL_CALL:

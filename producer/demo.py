@@ -59,6 +59,7 @@ def demo_env(redis_url: str, mcp_port: int, llm_port: int) -> dict[str, str]:
         "GITLAB_MCP_URL": f"http://127.0.0.1:{mcp_port}/mcp",
         "GITLAB_PROJECT_ID": DEMO_PROJECT_ID,
         "GITLAB_REF": "main",
+        "WRITER_EXECUTE": "true",  # the example framework simulates its backend: its suites really run
     }
 
 

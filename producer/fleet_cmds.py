@@ -160,10 +160,13 @@ async def status(settings: Settings, batch_id: str | None, as_json: bool, consol
         await store.close()
 
 
-JSON_FIELDS = ("stages", "calls_by_source", "diagnostics", "attempt", "rounds", "repairs", "tool_calls",
+JSON_FIELDS = ("stages", "checks", "calls_by_source", "diagnostics", "attempt", "rounds", "repairs", "tool_calls",
                "prompt_tokens", "completion_tokens", "cached_tokens", "calls", "calls_resolved",
                "calls_unverified", "reuse_share", "placeholders", "rule_violations", "tests_run",
-               "tests_passed", "tests_failed", "tests_skipped", "duration_s", "first_draft_placeholders")  # fmt: skip
+               "tests_passed", "tests_failed", "tests_skipped", "duration_s", "first_draft_placeholders",
+               "criteria_covered", "criteria_total", "criteria_derived", "review_violations_found",
+               "review_violations_fixed", "review_prompt_tokens", "review_completion_tokens", "reviews",
+               "degraded")  # fmt: skip
 """Job fields stored as JSON text (lists, objects, numbers): `status --json` shows them decoded."""
 
 

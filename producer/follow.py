@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from producer.collector import Collected, Collector
+from worker.errors import retry_hint
 from worker.store import Store
 
 POLL_BLOCK_MS = 500
@@ -154,12 +155,20 @@ def jobs_table(view: BatchView, title: str) -> Table:
         style = {"collected": "green", "succeeded": "green", "failed": "red", "running": "cyan"}.get(
             state, ""
         )
-        tokens = int(job.get("prompt_tokens") or 0) + int(job.get("completion_tokens") or 0)
         duration = f"{float(job['duration_s']):.1f}s" if job.get("duration_s") else ""
         table.add_row(job.get("spec_id", ""), f"[{style}]{state}[/]" if style else state, verdict_cell(job),
                       job.get("attempt", "0"), job.get("rounds", ""), checks_cell(job),
-                      f"{tokens:,}" if tokens else "", duration, note_cell(job))  # fmt: skip
+                      tokens_cell(job), duration, note_cell(job))  # fmt: skip
     return table
+
+
+def tokens_cell(job: dict[str, str]) -> str:
+    """The writer's tokens, and the reviewer's beside them."""
+    writer = int(job.get("prompt_tokens") or 0) + int(job.get("completion_tokens") or 0)
+    review = int(job.get("review_prompt_tokens") or 0) + int(job.get("review_completion_tokens") or 0)
+    if not writer:
+        return ""
+    return f"{writer:,}" + (f" +{review:,} review" if review else "")
 
 
 def verdict_cell(job: dict[str, str]) -> str:
@@ -178,6 +187,8 @@ def checks_cell(job: dict[str, str]) -> str:
             f"calls {job.get('calls_resolved', 0)}/{job['calls']}"
             + (f" ({unverified}?)" if unverified else "")
         )
+    if job.get("criteria_total"):
+        parts.append(f"criteria {job.get('criteria_covered', 0)}/{job['criteria_total']}")
     if job.get("tests_run"):
         parts.append(f"run {job.get('tests_passed', 0)}/{job['tests_run']}")
     if int(job.get("rule_violations") or 0):
@@ -187,7 +198,8 @@ def checks_cell(job: dict[str, str]) -> str:
 
 def note_cell(job: dict[str, str]) -> str:
     if job.get("error_kind"):
-        return f"[red]{escape(job['error_kind'])}[/]: {escape(job.get('error_message', '')[:160])}"
+        hint = retry_hint(job["error_kind"]) if job.get("state") == "failed" else "will be retried"
+        return f"[red]{escape(job['error_kind'])}[/]: {escape(job.get('error_message', '')[:160])} [dim]({hint})[/]"
     note = escape(job.get("output_path", ""))
     if job.get("withheld") == "1":
         return "[yellow]not written (failing; WRITE_FAILING_SUITES=false)[/]"

@@ -13,8 +13,8 @@ from worker.agent.checks.execute import SuiteRunner
 from worker.agent.checks.verdict import Verdict, verdict_of
 from worker.agent.context import ContextCache
 from worker.agent.loop import WriterResult
-from worker.errors import RobotFleetError
-from worker.llm import OpenAIChatModel, build_client
+from worker.errors import RobotFleetError, retry_hint
+from worker.llm import build_client, writer_and_reviewer
 from worker.mcp_tools import McpSession
 from worker.ratelimit import FleetLimiter
 from worker.settings import Settings
@@ -27,7 +27,7 @@ CONNECT_WAIT_S = 5.0
 async def _generate(spec: Spec, settings: Settings, config: WriterConfig, sink: ConsoleSink) -> WriterResult:
     limiter = FleetLimiter.from_settings(settings)  # a hand-run job shares the fleet's budgets too
     client = build_client(settings, limiter)
-    model = OpenAIChatModel(client, settings.openai_model_writer, settings.writer_temperature)
+    model, reviewer = writer_and_reviewer(settings, client)
     hooks = limiter.mcp_hooks() if limiter is not None else []
     try:
         async with McpSession(
@@ -40,7 +40,7 @@ async def _generate(spec: Spec, settings: Settings, config: WriterConfig, sink: 
             runner = SuiteRunner(config.run) if config.checks.execute else None
             return await generate(
                 spec, config, model=model, toolset=toolset, listing=listing, cache=ContextCache(), sink=sink,
-                runner=runner,
+                runner=runner, reviewer_model=reviewer,
             )  # fmt: skip
     finally:
         await client.close()
@@ -67,7 +67,7 @@ def run_write(
         result = asyncio.run(_generate(spec, settings, config, sink))
     except RobotFleetError as exc:
         console.print()
-        errors.print(f"[red]failed ({exc.kind}):[/] {exc.message}", highlight=False)
+        errors.print(f"[red]failed ({exc.kind}):[/] {exc.message} ({retry_hint(exc.kind)})", highlight=False)
         return 1
     verdict = verdict_of(result.checks)
     figures = (

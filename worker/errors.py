@@ -48,6 +48,13 @@ class RetryableError(RobotFleetError):
         self.retry_after = retry_after
 
 
+def retry_hint(kind: str) -> str:
+    """What retrying a job that failed with `kind` can do, for the failure line a user reads."""
+    if kind in {cls.kind for cls in RetryableError.__subclasses__()} | {RetryableError.kind}:
+        return "retrying later can help"
+    return "retrying will not help until the cause is fixed"
+
+
 def retry_after_seconds(value: str | None) -> float | None:
     """An HTTP Retry-After header in seconds (None when absent or not a number of seconds)."""
     try:

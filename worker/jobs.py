@@ -42,6 +42,7 @@ class Services:
     config: WriterConfig
     spec_max_bytes: int
     runner: SuiteRunner | None = None
+    reviewer: ChatModel | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ async def execute_job(
                 cache=services.cache,
                 sink=sink,
                 runner=services.runner,
+                reviewer_model=services.reviewer,
             )
     except Exception as exc:
         error = exc if isinstance(exc, RobotFleetError) else InternalError(f"{type(exc).__name__}: {exc}")
@@ -142,9 +144,11 @@ def _fields(result: WriterResult) -> dict[str, Any]:
     return {
         "verdict": str(verdict_of(checks)),
         "stages": checks.outcomes() if checks is not None else {},
+        "checks": checks.as_dict() if checks is not None else {},
         **{name: figures[name] for name in FIGURES if name in figures},
         "first_draft_placeholders": first.get("placeholders", ""),
         "first_draft_verdict": str(result.first_checks.verdict) if result.first_checks else "",
+        **_review_fields(result),
         "degraded": len(result.degraded),
         "rounds": result.rounds,
         "repairs": result.repairs,
@@ -156,11 +160,29 @@ def _fields(result: WriterResult) -> dict[str, Any]:
     }
 
 
+def _review_fields(result: WriterResult) -> dict[str, Any]:
+    """Criteria covered, violations found (first review) and fixed since, the reviewer's tokens."""
+    final = result.checks.figures() if result.checks else {}
+    first = result.first_checks.figures() if result.first_checks else {}
+    fields: dict[str, Any] = {
+        "review_prompt_tokens": result.review_usage.prompt_tokens,
+        "review_completion_tokens": result.review_usage.completion_tokens,
+        "reviews": result.reviews,
+    }
+    if "criteria_total" in final:
+        fields |= {"criteria_covered": final["criteria_covered"], "criteria_total": final["criteria_total"],
+                   "criteria_derived": int(bool(final.get("criteria_derived")))}  # fmt: skip
+    if "review_violations" in first or "review_violations" in final:
+        found = first.get("review_violations", final.get("review_violations", 0))
+        fields |= {"review_violations_found": found,
+                   "review_violations_fixed": max(0, found - final.get("review_violations", found))}  # fmt: skip
+    return fields
+
+
 def _result_payload(result: WriterResult) -> dict[str, Any]:
     return {
         "robot_text": result.robot_text,
         "diagnostics": list(result.diagnostics),
-        "checks": result.checks.as_dict() if result.checks else None,
         "degraded_calls": list(result.degraded),
         "tool_calls": result.tool_calls,
         **_fields(result),

@@ -40,6 +40,16 @@ def build_client(settings: Settings, limiter: FleetLimiter | None = None) -> ope
     )
 
 
+def writer_and_reviewer(
+    settings: Settings, client: openai.AsyncOpenAI
+) -> tuple[OpenAIChatModel, OpenAIChatModel]:
+    """The writer's model and the reviewer's, on one client (the reviewer: its own model name,
+    when set, and its own temperature, 0 by default)."""
+    writer = OpenAIChatModel(client, settings.openai_model_writer, settings.writer_temperature)
+    reviewer_name = settings.openai_model_reviewer or settings.openai_model_writer
+    return writer, OpenAIChatModel(client, reviewer_name, settings.reviewer_temperature)
+
+
 class OpenAIChatModel:
     def __init__(self, client: openai.AsyncOpenAI, model: str, temperature: float | None) -> None:
         self._client = client
@@ -51,7 +61,7 @@ class OpenAIChatModel:
         return self._model
 
     async def stream_turn(
-        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], extra: dict[str, Any] | None = None
     ) -> AsyncIterator[dict[str, Any]]:
         request: dict[str, Any] = {
             "model": self._model,
@@ -64,6 +74,7 @@ class OpenAIChatModel:
             request["tool_choice"] = "auto"
         if self._temperature is not None:
             request["temperature"] = self._temperature
+        request.update(extra or {})
         try:
             # the client builds, sends and retries the request and raises on an error status; the
             # chunks are read as plain JSON (a pydantic object per chunk, dumped back to the dict the

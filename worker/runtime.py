@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from worker.agent.checks.execute import SuiteRunner
 from worker.agent.context import ContextCache
 from worker.jobs import Services
-from worker.llm import OpenAIChatModel, build_client
+from worker.llm import build_client, writer_and_reviewer
 from worker.mcp_tools import McpSession
 from worker.ratelimit import FleetLimiter
 from worker.redact import redactor_for
@@ -81,8 +81,10 @@ class ProcessRuntime:
         await session.__aenter__()
         self._session = session
         client = build_client(settings, limiter)
+        writer, reviewer = writer_and_reviewer(settings, client)
         return Services(
-            model=OpenAIChatModel(client, settings.openai_model_writer, settings.writer_temperature),
+            model=writer,
+            reviewer=reviewer,
             toolset=session,
             listing=[],
             cache=ContextCache(),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -45,6 +46,8 @@ class Settings(BaseSettings):
     """Base URL of the provider; None means the OpenAI default (OPENAI_BASE_URL)."""
     openai_model_writer: str = DEFAULT_MODEL
     """Model name used by the writer (OPENAI_MODEL_WRITER)."""
+    openai_model_reviewer: str | None = None
+    """Model name of the reviewer (OPENAI_MODEL_REVIEWER); None: the writer's model."""
     openai_max_retries: int = Field(DEFAULT_MODEL_MAX_RETRIES, ge=0, le=10)
     """Retries of the openai client itself on 429/5xx/timeouts, honouring Retry-After."""
     openai_timeout_s: float = Field(DEFAULT_MODEL_TIMEOUT_S, gt=0)
@@ -91,6 +94,14 @@ class Settings(BaseSettings):
     """Verify every suite (static checks, the repository's rules, execution when on) before accepting
     it; off, any suite that parses is accepted and its verdict is `unverified` (WRITER_VERIFY; the
     older name WRITER_GROUNDING is read too)."""
+    writer_review: bool = True
+    """Have a reviewer model judge every suite against the convention's prose and the spec's
+    acceptance criteria (WRITER_REVIEW); off, the verdict says the review was skipped."""
+    reviewer_temperature: float | None = 0.0
+    """The reviewer's sampling temperature; None means the provider default."""
+    reviewer_format: Literal["auto", "json_schema", "tool", "json"] = "auto"
+    """How the reviewer answers its schema: the provider's JSON-schema response format, a forced
+    function call, or strict JSON; auto tries them in that order and keeps the first that works."""
     writer_format: bool = True
     """Format suites with Robocop's formatter (the repository's configuration) before checking them."""
     writer_execute: bool = False
@@ -123,6 +134,8 @@ class Settings(BaseSettings):
 
     @field_validator(
         "openai_base_url",
+        "openai_model_reviewer",
+        "reviewer_temperature",
         "gitlab_ref",
         "gitlab_mcp_token",
         "celery_visibility_timeout_s",

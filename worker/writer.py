@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from worker.agent.catalog import suggest
 from worker.agent.checks.execute import RunSettings, SuiteRunner
@@ -19,6 +19,7 @@ from worker.agent.context import ContextCache, RepoContext
 from worker.agent.events import Event, EventKind, EventSink
 from worker.agent.loop import SuiteCheck, WriterLimits, WriterResult, write_suite
 from worker.agent.model import ChatModel
+from worker.agent.review import Reviewer, ReviewTally
 from worker.agent.tools import GuardedTools, ToolPolicy, Toolset, ToolSpec
 from worker.errors import ConfigError, JobTimeout
 from worker.settings import Settings
@@ -34,6 +35,9 @@ class WriterConfig:
     limits: WriterLimits
     verify: bool = True
     """Run the verification stages (WRITER_VERIFY); off: any suite that parses is accepted."""
+    review: bool = True
+    """Have the reviewer judge suites that pass the static and rules stages (WRITER_REVIEW)."""
+    review_mode: str = "auto"
     checks: VerifyConfig = field(default_factory=VerifyConfig)
     run: RunSettings = field(default_factory=RunSettings)
 
@@ -55,6 +59,8 @@ class WriterConfig:
                 timeout_s=settings.writer_timeout_s,
             ),
             verify=settings.writer_verify,
+            review=settings.writer_review,
+            review_mode=settings.reviewer_format,
             checks=VerifyConfig(
                 format_output=settings.writer_format,
                 lint=RobocopConfig(
@@ -85,7 +91,7 @@ def spec_facts(spec: Spec) -> SpecFacts:
 
 def build_verifier(
     spec: Spec, config: WriterConfig, context: RepoContext, tools: GuardedTools, cache: ContextCache,
-    runner: SuiteRunner | None,
+    runner: SuiteRunner | None, reviewer: Reviewer | None = None,
 ) -> SuiteCheck | None:  # fmt: skip
     if not config.verify:
         return None
@@ -99,7 +105,7 @@ def build_verifier(
     verifier = Verifier(
         spec_facts(spec), config.checks, rules=context.rules, repo_lint=context.robocop,
         lint_problem=context.robocop_problem, read_file=read_file, tree=context.paths,
-        suggest=suggestions, runner=runner,
+        suggest=suggestions, runner=runner, review=reviewer,
     )  # fmt: skip
     return verifier.verify
 
@@ -114,8 +120,10 @@ async def generate(
     cache: ContextCache,
     sink: EventSink,
     runner: SuiteRunner | None = None,
+    reviewer_model: ChatModel | None = None,
 ) -> WriterResult:
-    """Write the suite for `spec`; raise a `RobotFleetError` saying why when it cannot."""
+    """Write the suite for `spec`; raise a `RobotFleetError` saying why when it cannot. The reviewer
+    model (None: the writer's) judges suites in a conversation of its own."""
     limits = config.limits
     try:
         async with asyncio.timeout(limits.timeout_s) as deadline:
@@ -130,8 +138,14 @@ async def generate(
                     {"paths": len(context.paths), "fetched": fetched, "tools": tools.names},
                 )
             )
-            check = build_verifier(spec, config, context, tools, cache, runner)
-            return await write_suite(spec, context, model, tools, sink, limits, check)
+            tally = ReviewTally()
+            reviewer = None
+            if config.review:
+                reviewer = Reviewer(reviewer_model or model, context.convention, dict(spec.data), sink, tally,
+                                    config.review_mode)  # fmt: skip
+            check = build_verifier(spec, config, context, tools, cache, runner, reviewer)
+            result = await write_suite(spec, context, model, tools, sink, limits, check)
+            return replace(result, review_usage=tally.usage, reviews=tally.reviews)
     except TimeoutError as exc:
         if not deadline.expired():
             raise

@@ -39,12 +39,14 @@ def call_turn(*calls: tuple[str, dict[str, Any]]) -> Turn:
 class ScriptedModel:
     turns: list[Turn]
     requests: list[list[dict[str, Any]]] = field(default_factory=list)
+    extras: list[dict[str, Any]] = field(default_factory=list)
     name: str = "scripted"
 
     async def stream_turn(
-        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], extra: dict[str, Any] | None = None
     ) -> AsyncIterator[dict[str, Any]]:
         self.requests.append([dict(m) for m in messages])
+        self.extras.append(dict(extra or {}))
         turn = self.turns[min(len(self.requests) - 1, len(self.turns) - 1)]
         for item in turn(messages):
             yield item

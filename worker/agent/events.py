@@ -20,6 +20,8 @@ class EventKind(StrEnum):
     DIAGNOSTICS = "diagnostics"
     USAGE = "usage"
     CHECKS = "checks"
+    REVIEW = "review"
+    """The reviewer's answer as it streams (its own conversation, not the writer's)."""
     INFO = "info"
 
 

@@ -57,6 +57,9 @@ class WriterResult:
     """The verification of the first draft, before any repair."""
     degraded: tuple[str, ...] = ()
     """Tool calls that failed for infrastructure reasons (retried, or reported to the model)."""
+    review_usage: Usage = field(default_factory=Usage)
+    """The reviewer's tokens, apart from the writer's `usage`."""
+    reviews: int = 0
 
 
 @dataclass(frozen=True)

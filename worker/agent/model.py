@@ -11,8 +11,8 @@ class ChatModel(Protocol):
     def name(self) -> str: ...
 
     def stream_turn(
-        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], extra: dict[str, Any] | None = None
     ) -> AsyncIterator[dict[str, Any]]:
-        """Yield the chunks of one completion. Raise only `ModelUnavailable` (retryable) or
-        `ModelRequestRejected` (permanent)."""
+        """Yield the chunks of one completion. `extra` adds request fields (`response_format`,
+        `tool_choice`). Raise only `ModelUnavailable` (retryable) or `ModelRequestRejected` (permanent)."""
         ...

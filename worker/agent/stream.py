@@ -9,7 +9,8 @@ Quirks handled (DESIGN.md, writer rule 4):
 - empty or missing ids (replaced by 9 alphanumeric characters, as Mistral requires), repeated ids;
 - arguments as a string in pieces, or as an object; a whole call in one chunk;
 - `finish_reason` "stop" although tool calls were sent (the calls win);
-- a final usage chunk with no choices.
+- a final usage chunk with no choices;
+- `delta.refusal` (structured outputs: the model declined to answer) kept apart from the text.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class AssembledTurn:
     tool_calls: tuple[ToolCall, ...]
     finish_reason: str | None
     usage: Usage | None
+    refusal: str = ""
 
 
 @dataclass(slots=True)
@@ -82,6 +84,7 @@ class TurnAssembler:
     on_thinking: Callable[[str], None] | None = None
     _text: list[str] = field(default_factory=list)
     _thinking: list[str] = field(default_factory=list)
+    _refusal: list[str] = field(default_factory=list)
     _calls: list[_PendingCall] = field(default_factory=list)
     _by_index: dict[int, _PendingCall] = field(default_factory=dict)
     _finish_reason: str | None = None
@@ -97,6 +100,8 @@ class TurnAssembler:
             for key in ("reasoning_content", "reasoning"):
                 if isinstance(delta.get(key), str) and delta[key]:
                     self._add_thinking(delta[key])
+            if isinstance(delta.get("refusal"), str):
+                self._refusal.append(delta["refusal"])
             for tool_delta in delta.get("tool_calls") or ():
                 self._add_tool_delta(tool_delta)
             if choice.get("finish_reason"):
@@ -117,6 +122,7 @@ class TurnAssembler:
             tool_calls=tuple(calls),
             finish_reason=self._finish_reason,
             usage=self._usage,
+            refusal="".join(self._refusal),
         )
 
     def _add_content(self, content: Any) -> None:

@@ -34,8 +34,10 @@ LAYOUT_RULES = ("SPC14", "SPC16", "SPC17", "SPC19", "SPC20", "SPC21", "SPC22")
 
 Suggest = Callable[[str], Awaitable[list[str]]]
 """The repository's keywords closest to a text (from its catalog)."""
-Review = Callable[[ParsedSuite, Scope], Awaitable[StageResult]]
+Review = Callable[[ParsedSuite, CallReport], Awaitable[StageResult]]
 EARLIER_FAILED = "an earlier stage failed"
+REVIEW_OFF = "the review is off (WRITER_REVIEW=false)"
+EXECUTE_OFF = "execution is off (WRITER_EXECUTE=false)"
 
 
 @dataclass(frozen=True)
@@ -111,13 +113,19 @@ class Verifier:
         rules = await self._rules_stage(parsed, report)
         stages = [static, rules]
         if Outcome.FAILED in (static.outcome, rules.outcome):
-            stages += [not_run(stage, EARLIER_FAILED) for stage in self._later()]
+            stages += self._later()
         else:
-            stages += await self._costly(parsed, scope)
+            stages += await self._costly(parsed, scope, report)
         return Verification(text, Checks(tuple(stages)))
 
-    def _later(self) -> list[Stage]:
-        return [*([Stage.REVIEW] if self._review else []), Stage.EXECUTION]
+    def _later(self) -> list[StageResult]:
+        """The costly stages of a suite the cheap ones refused: not run, or off anyway."""
+        review = not_run(Stage.REVIEW, EARLIER_FAILED) if self._review else skipped(Stage.REVIEW, REVIEW_OFF)
+        runs = self._config.execute and self._runner is not None
+        execution = (
+            not_run(Stage.EXECUTION, EARLIER_FAILED) if runs else skipped(Stage.EXECUTION, EXECUTE_OFF)
+        )
+        return [review, execution]
 
     async def _suggestions(self, parsed: ParsedSuite) -> list[str]:
         steps = " ".join(f"{call.name} {' '.join(call.args)}" for call in suite_calls(parsed.suite))
@@ -141,19 +149,18 @@ class Verifier:
         outcome = Outcome.FAILED if stage.outcome is Outcome.FAILED else Outcome.INCOMPLETE
         return replace(stage, outcome=outcome, diagnostics=(*stage.diagnostics, note))
 
-    async def _costly(self, parsed: ParsedSuite, scope: Scope) -> list[StageResult]:
-        stages: list[StageResult] = []
-        if self._review is not None:
-            review = await self._review(parsed, scope)
-            stages.append(review)
-            if review.outcome is Outcome.FAILED:
-                return [*stages, not_run(Stage.EXECUTION, EARLIER_FAILED)]
-        stages.append(await self._execution(parsed, scope))
-        return stages
+    async def _costly(self, parsed: ParsedSuite, scope: Scope, report: CallReport) -> list[StageResult]:
+        if self._review is None:
+            review = skipped(Stage.REVIEW, REVIEW_OFF)
+        else:
+            review = await self._review(parsed, report)
+        if review.outcome is Outcome.FAILED:
+            return [review, not_run(Stage.EXECUTION, EARLIER_FAILED)]
+        return [review, await self._execution(parsed, scope)]
 
     async def _execution(self, parsed: ParsedSuite, scope: Scope) -> StageResult:
         if not self._config.execute or self._runner is None:
-            return skipped(Stage.EXECUTION, "execution is off (WRITER_EXECUTE=false)")
+            return skipped(Stage.EXECUTION, EXECUTE_OFF)
         if scope.unverified:
             libraries = ", ".join(f"`{name}`" for name in dict.fromkeys(scope.unverified))
             return not_run(Stage.EXECUTION, f"the suite needs {libraries}, which the workers cannot load")
