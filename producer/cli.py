@@ -11,6 +11,7 @@ from rich.console import Console
 
 from offline.fake_llm.cli import serve as fake_llm_serve
 from offline.gitlab_mcp.cli import serve as mcp_serve
+from offline.gitlab_rest.cli import serve as gitlab_rest_serve
 
 T = TypeVar("T")
 
@@ -23,6 +24,7 @@ app = typer.Typer(
 
 app.command("mcp-serve", help="Run the offline read-only GitLab MCP server over a local checkout.")(mcp_serve)
 app.command("fake-llm", help="Run the scripted OpenAI-compatible model server.")(fake_llm_serve)
+app.command("gitlab-rest-double", help="Serve a checkout as GitLab REST v4.")(gitlab_rest_serve)
 
 OutputDir = Annotated[
     Path | None, typer.Option("--output-dir", "-o", help="Output tree (default: OUTPUT_DIR).")
