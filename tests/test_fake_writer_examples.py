@@ -129,9 +129,10 @@ async def write_suite(
     repairs: Sequence[str] = (),
     model: str = MODEL,
     cut: int | None = None,
+    files: dict[str, str] | None = None,
 ) -> list[str]:
-    """The first answer, then one answer per repair request."""
-    files = framework_files()
+    """The first answer, then one answer per repair request (the repository: examples/framework)."""
+    files = files or framework_files()
     messages = first_messages(spec)
     answers = [(await converse(client, messages, files, model, cut)).text]
     for request in repairs:
@@ -149,10 +150,10 @@ def write_suites(server: str, specs: Sequence[dict[str, Any]]) -> list[str]:
     return run(scenario())
 
 
-def run_suites(suites: dict[str, str], root: Path) -> dict[str, tuple[bool, str]]:
-    """Write `suites` (target path -> text) into a copy of the framework and run them there:
+def run_suites(suites: dict[str, str], root: Path, source: Path = FRAMEWORK) -> dict[str, tuple[bool, str]]:
+    """Write `suites` (target path -> text) into a copy of the repository and run them there:
     test name -> (passed, message)."""
-    shutil.copytree(FRAMEWORK, root)
+    shutil.copytree(source, root)
     for target, text in suites.items():
         (root / target).parent.mkdir(parents=True, exist_ok=True)
         (root / target).write_text(text, encoding="utf-8")

@@ -21,7 +21,8 @@ from offline.fake_llm.words import Vocabulary, matches, overlap, raw_words, stem
 
 FAILURE_WORDS = frozenset({"fail", "error"})
 NEGATIVE_WORDS = frozenset({"not", "no", "cannot", "never"})
-ABSENCE_WORDS = frozenset({"empty", "unavailabl", "logout"})
+ABSENCE_WORDS = frozenset({"empty", "unavailabl"})
+# a positive assertion of absence may state a negated clause (`she has no orders` -> `... Should Be Empty`)
 PREPOSITIONS = frozenset({"by", "for", "with", "to", "from", "of", "in", "on", "as", "at"})
 MIN_RATIO = 0.5
 HEAD_BONUS = 2.0
@@ -75,14 +76,16 @@ class Index:
         self.defaults = _sibling_defaults(public)
 
     def repo_variable(self, arg_words: frozenset[str], phrase: Phrase) -> str:
-        """A repository variable the clause names (`declined card` -> DECLINED_CARD) that shares a
-        word with the argument."""
+        """A repository variable the clause names for the argument: its name shares a word with
+        the argument, another with the clause, and says nothing else (`the declined card` ->
+        DECLINED_CARD for `card_number`, `the overdue book` -> OVERDUE_ISBN for `isbn`)."""
         best = ""
         for written in sorted(self.knowledge.variable_names.values()):
             name_words = set(self.vocab.tokens(written))
-            if not name_words or not overlap(arg_words, name_words):
+            said = overlap(name_words, phrase.words)
+            if not overlap(name_words, arg_words) or not said - overlap(name_words, arg_words):
                 continue
-            if len(overlap(name_words, phrase.words)) == len(name_words) and len(written) > len(best):
+            if len(said | overlap(name_words, arg_words)) == len(name_words) and len(written) > len(best):
                 best = written
         return best
 
