@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,54 +52,97 @@ class RepoContext:
 
 @dataclass
 class _Listing:
-    blobs: list[str]
-    trees: list[str]
-    truncated: bool
+    entries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Entries by path, in the order the server gave them (keyset resumption depends on it)."""
+    truncated: bool = False
+
+    def paths(self, kind: str) -> list[str]:
+        return [
+            path for path, item in self.entries.items() if (item.get("type") == "tree") == (kind == "tree")
+        ]
 
 
 class _TreeWalker:
+    """Lists the whole tree, and never loses a path silently.
+
+    The real server drops GitLab's next-page `Link` header, so a full page comes back without a
+    token. GitLab documents its keyset `page_token` as the tree record id of the last entry of the
+    previous page, so the walker makes that token itself and reads on. Should a server still stop
+    short (it ignores the token), the listing is completed directory by directory, and a directory
+    whose own listing stays cut is logged as a warning and kept in `incomplete`."""
+
     def __init__(self, tools: GuardedTools) -> None:
         self._tools = tools
         self.calls = 0
+        self.incomplete: list[str] = []
         self._limit = asyncio.Semaphore(TREE_CONCURRENCY)
 
     async def walk(self, path: str = "") -> list[str]:
         listing = await self._list(path, recursive=True)
         if not listing.truncated:
-            return listing.blobs
+            return listing.paths("blob")
         logger.info("tree listing of %r may be truncated; completing it directory by directory", path or "/")
         shallow = await self._list(path, recursive=False)
-        subtrees = await asyncio.gather(*(self.walk(tree) for tree in shallow.trees))
-        return sorted({*listing.blobs, *shallow.blobs, *(blob for sub in subtrees for blob in sub)})
+        if shallow.truncated:
+            self.incomplete.append(path or "/")
+            logger.warning(
+                "the MCP server stops listing %r after %d entries and does not page on: files past them "
+                "are unknown to the writer",
+                path or "/",
+                len(shallow.entries),
+            )
+        subtrees = await asyncio.gather(*(self.walk(tree) for tree in shallow.paths("tree")))
+        blobs = {*listing.paths("blob"), *shallow.paths("blob")}
+        return sorted(blobs.union(*subtrees))
 
     async def _list(self, path: str, *, recursive: bool) -> _Listing:
-        listing = _Listing(blobs=[], trees=[], truncated=False)
+        listing = _Listing()
         token: str | None = None
+        made: set[str] = set()
         for _ in range(MAX_TREE_PAGES):
-            arguments: dict[str, Any] = {
-                "path": path,
-                "recursive": recursive,
-                "per_page": TREE_PAGE_SIZE,
-                "pagination": "keyset",
-            }
+            items, token = await self._page(path, recursive, token)
+            fresh = [item for item in items if str(item.get("path", "")) not in listing.entries]
+            listing.entries.update((str(item.get("path", "")), item) for item in fresh)
             if token:
-                arguments["page_token"] = token
-            async with self._limit:
-                self.calls += 1
-                outcome = await self._tools.call_pinned("get_repository_tree", arguments)
-            if outcome.is_error:
-                raise tool_failure(
-                    self._tools, outcome.text, f"listing the repository tree at {path or '/'!r}"
-                )
-            items, token = _parse_tree_page(outcome.text)
-            for item in items:
-                target = listing.trees if item.get("type") == "tree" else listing.blobs
-                target.append(str(item.get("path", "")))
-            if not token:
-                listing.truncated = len(items) >= TREE_PAGE_SIZE
+                continue
+            if len(items) < TREE_PAGE_SIZE:
                 return listing
+            token = _resume_token(listing.entries)  # a full page without a token: read on by id
+            if not fresh or token is None or token in made:
+                listing.truncated = True
+                return listing
+            made.add(token)
         listing.truncated = True
         return listing
+
+    async def _page(
+        self, path: str, recursive: bool, token: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        arguments: dict[str, Any] = {
+            "path": path,
+            "recursive": recursive,
+            "per_page": TREE_PAGE_SIZE,
+            "pagination": "keyset",
+        }
+        if token:
+            arguments["page_token"] = token
+        async with self._limit:
+            self.calls += 1
+            outcome = await self._tools.call_pinned("get_repository_tree", arguments)
+        if outcome.is_error:
+            raise tool_failure(self._tools, outcome.text, f"listing the repository tree at {path or '/'!r}")
+        return _parse_tree_page(outcome.text)
+
+
+def _resume_token(entries: dict[str, dict[str, Any]]) -> str | None:
+    """The id to resume a keyset listing after: the latest entry whose id no earlier entry shares
+    (GitLab resumes after the first entry holding the id; identical files share a blob id)."""
+    counts = Counter(str(item.get("id") or "") for item in entries.values())
+    for item in reversed(entries.values()):
+        ident = str(item.get("id") or "")
+        if ident and counts[ident] == 1:
+            return ident
+    return None
 
 
 def _parse_tree_page(text: str) -> tuple[list[dict[str, Any]], str | None]:
@@ -115,9 +159,17 @@ def _parse_tree_page(text: str) -> tuple[list[dict[str, Any]], str | None]:
     raise ToolServerUnavailable(f"get_repository_tree returned an unexpected shape: {text[:200]!r}")
 
 
+NOT_FOUND_MARKERS = ("not found", "404")
+"""What a failed read says when something does not exist. The real server says it of a file
+(`File not found: <path>`) and of a tree (`Repository or path not found`) whether the file, the
+project or the ref is what is missing: only asking for the project and the ref themselves tells
+them apart (`check_project_and_ref`)."""
+
+
 def tool_failure(tools: GuardedTools, text: str, doing: str) -> RobotFleetError:
     """What a failed code-level call means: the configured project or ref does not exist
-    (permanent, names the setting), or the server failed (retryable)."""
+    (permanent, names the setting), or the server failed (retryable; `fetch_context` checks the
+    project and ref before it lets a "not found" through)."""
     lowered = text.lower()
     policy = tools.policy
     if "project not found" in lowered:
@@ -137,6 +189,38 @@ def tool_failure(tools: GuardedTools, text: str, doing: str) -> RobotFleetError:
 def _is_missing_file(text: str) -> bool:
     lowered = text.lower()
     return "file not found" in lowered or ("404" in lowered and "file" in lowered)
+
+
+async def check_project_and_ref(tools: GuardedTools) -> None:
+    """Raise a `ConfigError` naming GITLAB_PROJECT_ID or GITLAB_REF when the server does not know the
+    configured project or ref (two calls: the project, then the root of the tree at the ref)."""
+    policy = tools.policy
+    project = ToolOutcome("")
+    if "get_project" in tools.names:
+        project = await tools.call_pinned("get_project", {"project_id": policy.project_id})
+        if project.is_error and _says_not_found(project.text):
+            raise ConfigError(
+                f"project {policy.project_id!r} not found on the MCP server (or its token cannot see it): "
+                "check GITLAB_PROJECT_ID (a numeric id or a plain group/project path)"
+            )
+    root = await tools.call_pinned("get_repository_tree", {"path": "", "per_page": 1})
+    if root.is_error and _says_not_found(root.text) and not _is_empty_project(project):
+        raise ConfigError(
+            f"ref {policy.ref or '(default branch)'!r} not found in project {policy.project_id!r}: "
+            "check GITLAB_REF (a branch, tag or commit)"
+        )
+
+
+def _says_not_found(text: str) -> bool:
+    return any(marker in text.lower() for marker in NOT_FOUND_MARKERS)
+
+
+def _is_empty_project(outcome: ToolOutcome) -> bool:
+    try:
+        project = json.loads(outcome.text)
+    except ValueError:
+        return False
+    return isinstance(project, dict) and project.get("empty_repo") is True
 
 
 def _answers_for_good(outcome: ToolOutcome) -> bool:
@@ -169,9 +253,37 @@ async def fetch_convention(tools: GuardedTools, ref: str | None) -> str:
     return text
 
 
+async def _convention_and_tree(
+    tools: GuardedTools, ref: str | None, walker: _TreeWalker
+) -> tuple[str, list[str]]:
+    """Both at once; when one fails the other is cancelled and awaited, so no call of this fetch is
+    still in flight when its caller closes the session. A "not found" is checked against the
+    project and the ref before it is believed."""
+    convention = asyncio.ensure_future(fetch_convention(tools, ref))
+    tree = asyncio.ensure_future(walker.walk())
+    try:
+        await asyncio.wait({convention, tree}, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        for task in (convention, tree):
+            task.cancel()
+        await asyncio.gather(convention, tree, return_exceptions=True)
+    failures = [exc for task in (convention, tree) if not task.cancelled() and (exc := task.exception())]
+    if any(_may_be_a_wrong_setting(failure) for failure in failures):
+        await check_project_and_ref(tools)
+    if failures:
+        raise failures[0]
+    return convention.result(), tree.result()
+
+
+def _may_be_a_wrong_setting(failure: BaseException) -> bool:
+    return isinstance(failure, ConventionMissing) or (
+        isinstance(failure, ToolServerUnavailable) and _says_not_found(failure.message)
+    )
+
+
 async def fetch_context(tools: GuardedTools, project_id: str, ref: str | None) -> RepoContext:
     walker = _TreeWalker(tools)
-    convention, paths = await asyncio.gather(fetch_convention(tools, ref), walker.walk())
+    convention, paths = await _convention_and_tree(tools, ref, walker)
     tree = set(paths)
     wanted = [name for name in (RULES_PATH, *CONFIG_FILES) if name in tree]
     texts = await asyncio.gather(*(_read_text(tools, name) for name in wanted))
