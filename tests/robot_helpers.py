@@ -47,3 +47,27 @@ def keyword_calls(text: str) -> list[str]:
     visitor = _Calls()
     visitor.visit(get_model(text))
     return [call for call in visitor.calls if call]
+
+
+def run_in_framework(suites: dict[str, str], workdir: Path) -> tuple[int, int, list[str]]:
+    """Run `suites` (target path -> text) inside a copy of examples/framework, as a person would
+    (`robot --pythonpath . <paths>`): (tests run, tests passed, names of the failing tests)."""
+    import shutil
+    import subprocess
+    import sys
+
+    from robot.api import ExecutionResult
+
+    root = workdir / "framework"
+    shutil.copytree(FRAMEWORK, root, dirs_exist_ok=True)
+    for path, text in suites.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text, encoding="utf-8")
+    output = workdir / "output.xml"
+    subprocess.run(
+        [sys.executable, "-m", "robot", "--pythonpath", ".", "--output", str(output), "--log", "NONE",
+         "--report", "NONE", "--console", "none", *suites],
+        cwd=root, capture_output=True, timeout=300, check=False,
+    )  # fmt: skip
+    tests = list(ExecutionResult(str(output)).suite.all_tests)
+    return len(tests), sum(test.passed for test in tests), [test.name for test in tests if not test.passed]

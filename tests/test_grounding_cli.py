@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
     [
         (
             "unknown_keyword",
-            r"line \d+: No keyword named 'Verify Everything Went Fine' in the suite, its resources or its libraries\.",
+            r"line \d+: No keyword named `Verify Everything Went Fine` in the suite, its resources or its libraries\.",
         ),
         (
             "wrong_args",
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
         ),
         (
             "missing_resource",
-            r"line 2: Resource 'resources/shared_steps\.resource' does not exist in the repository\.",
+            r"line 2: Resource `resources/shared_steps\.resource` does not exist in the repository\.",
         ),
     ],
 )
@@ -36,8 +36,8 @@ def test_ungrounded_draft_is_diagnosed_and_repaired(
     run = write(tmp_path, writer_env(mcp_server, fake_llm, knobs=f"draft={draft}"))
     assert_grounded_suite(run)
     text = " ".join(run.stdout.split())
-    assert re.search(f"repair 1: {diagnostic}", text), text
-    assert "repairs=1" in text and "grounded: " in text
+    assert re.search(f"! repair 1/2: - {diagnostic}", text), text
+    assert "repairs=1" in text and "checks: verified" in text
 
 
 def test_suite_that_stays_ungrounded_fails_permanently_with_its_diagnostics(
@@ -48,4 +48,5 @@ def test_suite_that_stays_ungrounded_fails_permanently_with_its_diagnostics(
     )
     assert run.returncode == 1
     assert "failed (repairs_exhausted)" in run.stderr and "No keyword named" in " ".join(run.stderr.split())
+    assert "retrying will not help" in run.stderr
     assert not run.output.exists()

@@ -52,7 +52,10 @@ def test_undefined_variable_is_named_with_its_line_and_statement() -> None:
 
 
 def test_keyword_arguments_and_embedded_arguments_are_defined_in_their_keyword_only() -> None:
-    text = HEAD + "    Login As    alice\n    Log    ${who}\n\n*** Keywords ***\nGreet ${who} Politely\n    [Arguments]    ${tone}\n    Log    ${who} ${tone}\n"
+    text = (
+        HEAD
+        + "    Login As    alice\n    Log    ${who}\n\n*** Keywords ***\nGreet ${who} Politely\n    [Arguments]    ${tone}\n    Log    ${who} ${tone}\n"
+    )
     result = stage(verify(text, FILES), Stage.STATIC)
     assert [d.split(":")[0] for d in result.diagnostics] == ["line 7"], result.diagnostics
 
@@ -62,12 +65,16 @@ def test_a_dynamic_variable_file_leaves_variables_unchecked_and_the_suite_unveri
     verification = verify(HEAD + "    Login As    alice\n    Log    ${X}\n", files)
     result = stage(verification, Stage.STATIC)
     assert result.outcome is Outcome.INCOMPLETE
-    assert result.diagnostics == ("variables were not checked: `variables/env.py` defines them only when it runs.",)
+    assert result.diagnostics == (
+        "variables were not checked: `variables/env.py` defines them only when it runs.",
+    )
     assert verification.checks.verdict is Verdict.UNVERIFIED
 
 
 def test_placeholder_arguments_and_unfinished_markers_are_refused() -> None:
-    result = static("    Login As    <username>    Secret1\n    Cart Total Should Be    TODO\n    # FIXME later\n")
+    result = static(
+        "    Login As    <username>    Secret1\n    Cart Total Should Be    TODO\n    # FIXME later\n"
+    )
     assert result.outcome is Outcome.FAILED and not result.blocking
     assert [d.split(" — ")[0] for d in result.diagnostics] == [
         "line 6: placeholder `<username>`: write the real value (from the spec, the test data, a variable or "
@@ -81,7 +88,9 @@ def test_placeholder_arguments_and_unfinished_markers_are_refused() -> None:
 
 
 def test_a_suite_that_calls_none_of_the_repositorys_keywords_gets_the_closest_ones() -> None:
-    text = "*** Test Cases ***\nT-1 Case\n    Log    Given alice logs in\n    Log    the cart total is 58.50\n"
+    text = (
+        "*** Test Cases ***\nT-1 Case\n    Log    Given alice logs in\n    Log    the cart total is 58.50\n"
+    )
     result = stage(verify(text, FILES), Stage.STATIC)
     assert result.outcome is Outcome.FAILED
     assert result.diagnostics == (
@@ -100,8 +109,27 @@ def test_calling_another_files_private_keyword_is_refused() -> None:
 
 
 def test_every_test_carries_the_specs_tags_compared_as_robot_does() -> None:
-    text = HEAD.replace("T-1 Case\n", "T-1 Tagged\n    [Tags]    shop-1    Smoke Test\n    Login As    a\n\nT-1 Bare\n")
-    result = stage(verify(text + "    Login As    a\n", FILES, spec_tags=("SHOP-1", "smoke_test")), Stage.STATIC)
+    text = HEAD.replace(
+        "T-1 Case\n", "T-1 Tagged\n    [Tags]    shop-1    Smoke Test\n    Login As    a\n\nT-1 Bare\n"
+    )
+    result = stage(
+        verify(text + "    Login As    a\n", FILES, spec_tags=("SHOP-1", "smoke_test")), Stage.STATIC
+    )
     assert result.diagnostics == (
         "line 9: test `T-1 Bare` lacks the spec's tags `SHOP-1`, `smoke_test`. — in: T-1 Bare",
+    )
+
+
+def test_a_test_of_log_lines_is_refused_even_when_the_suite_setup_calls_the_repository() -> None:
+    text = (
+        "*** Settings ***\nResource    resources/common.resource\nSuite Setup    Login As    alice\n\n"
+        "*** Test Cases ***\nT-1 Logs Only\n    Log    the cart total is 58.50\n\n"
+        "T-1 Through A Local Keyword\n    Check The Total\n\n"
+        "*** Keywords ***\nCheck The Total\n    Inner Check\n\nInner Check\n    Cart Total Should Be    1\n"
+    )
+    result = stage(verify(text, FILES), Stage.STATIC)
+    assert result.outcome is Outcome.FAILED
+    assert result.diagnostics == (
+        "line 6: test `T-1 Logs Only` calls none of the repository's keywords; use them for its steps. "
+        "Closest: `Cart Total Should Be`, `Login As`. — in: T-1 Logs Only",
     )

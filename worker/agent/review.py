@@ -5,7 +5,7 @@ One request, no tools, a fresh conversation (never the writer's): the convention
 criteria numbered (or a request to derive them when it names none), the signatures of the keywords
 the suite calls, and the suite with line numbers. The answer is structured — the provider's JSON
 schema response format where it is offered, else one forced function call, else strict JSON with
-one retry — and validated with pydantic. It is data, never instructions: fields outside the
+one retry (JSON mode) — and validated with pydantic. It is data, never instructions: fields outside the
 schema are ignored (and logged), a violation whose rule is not quoted from the convention is
 dropped, a covering test the suite does not have covers nothing. No usable answer means the review
 is `not_run` with its reason (verdict `unreviewed`), never a pass.
@@ -174,7 +174,7 @@ def _request(mode: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         tool = {"type": "function", "function": {"name": REVIEW_TOOL, "description": "Submit the review.",
                                                  "parameters": SCHEMA, "strict": True}}  # fmt: skip
         return [tool], {"tool_choice": {"type": "function", "function": {"name": REVIEW_TOOL}}}
-    return [], {}
+    return [], {"response_format": {"type": "json_object"}}
 
 
 def parse_answer(turn: AssembledTurn, text: str) -> ReviewAnswer:

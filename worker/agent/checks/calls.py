@@ -32,6 +32,8 @@ class Call:
     args: tuple[str, ...]
     in_test: bool
     """Written in a test (body, setup, teardown) or the suite's setup/teardown, not a local keyword."""
+    owner: str = ""
+    """The test or suite-local keyword it is written in ("" for the suite's setup and teardown)."""
 
 
 @dataclass
@@ -50,6 +52,32 @@ class CallReport:
         """Some call names a keyword of the repository's resources (even with wrong arguments)."""
         return any(keyword is not None and keyword.kind == Kind.RESOURCE for _, keyword in self.calls)
 
+    def tests_without_resources(self, tests: list[str]) -> list[str]:
+        """Tests that call no keyword of the repository's resources, directly or through the suite's
+        own keywords (a test of `Log` lines tests nothing, whatever the suite's setup calls)."""
+        reaching = {normalize(call.owner) for call, kw in self.calls if not call.in_test and _is_resource(kw)}
+        local_calls = [
+            (normalize(call.owner), kw) for call, kw in self.calls if not call.in_test and kw is not None
+        ]
+        changed = True
+        while changed:  # a local keyword calling a local keyword that reaches the repository
+            changed = False
+            for owner, keyword in local_calls:
+                if (
+                    keyword.kind == Kind.SUITE
+                    and normalize(keyword.name) in reaching
+                    and owner not in reaching
+                ):
+                    reaching.add(owner)
+                    changed = True
+        using = {
+            normalize(call.owner)
+            for call, keyword in self.calls
+            if call.in_test and call.owner and keyword is not None
+            and (_is_resource(keyword) or (keyword.kind == Kind.SUITE and normalize(keyword.name) in reaching))
+        }  # fmt: skip
+        return [name for name in tests if normalize(name) not in using]
+
     def figures(self) -> dict[str, Any]:
         total = len(self.calls)
         return {
@@ -67,21 +95,25 @@ KINDS = (Kind.RESOURCE, Kind.SUITE, Kind.LIBRARY, Kind.BUILTIN)
 def suite_calls(suite: TestSuite) -> Iterator[Call]:
     for fixture in (suite.setup, suite.teardown):
         if fixture and fixture.name:
-            yield from _walk([fixture], in_test=True)
+            yield from _walk([fixture], in_test=True, owner="")
     for test in suite.tests:
-        yield from _walk([test.setup, *test.body, test.teardown], in_test=True)
+        yield from _walk([test.setup, *test.body, test.teardown], in_test=True, owner=test.name)
     for keyword in suite.resource.keywords:
-        yield from _walk([keyword.setup, *keyword.body, keyword.teardown], in_test=False)
+        yield from _walk([keyword.setup, *keyword.body, keyword.teardown], in_test=False, owner=keyword.name)
 
 
-def _walk(body: Any, *, in_test: bool) -> Iterator[Call]:
+def _walk(body: Any, *, in_test: bool, owner: str) -> Iterator[Call]:
     for item in body:
         if item is None or (not getattr(item, "name", None) and not hasattr(item, "body")):
             continue
         if getattr(item, "type", None) in ("KEYWORD", "SETUP", "TEARDOWN") and item.name:
-            yield Call(item.lineno or 0, item.name, tuple(item.args), in_test)
+            yield Call(item.lineno or 0, item.name, tuple(item.args), in_test, owner)
         if hasattr(item, "body"):
-            yield from _walk(item.body, in_test=in_test)
+            yield from _walk(item.body, in_test=in_test, owner=owner)
+
+
+def _is_resource(keyword: Keyword | None) -> bool:
+    return keyword is not None and keyword.kind == Kind.RESOURCE
 
 
 def resolve_calls(suite: TestSuite, scope: Scope) -> CallReport:

@@ -105,7 +105,8 @@ class Verifier:
         parsed = ParsedSuite.parse(text, self._spec.target_path)
         scope = await self._loader.load(parsed.suite.resource, self._spec.target_path)
         report = resolve_calls(parsed.suite, scope)
-        suggestions = [] if report.uses_resources else await self._suggestions(parsed)
+        idle = report.tests_without_resources([test.name for test in parsed.tests])
+        suggestions = await self._suggestions(parsed) if idle or not report.uses_resources else []
         static = static_stage(
             parsed, scope, report, spec_tags=self._spec.tags,
             external_variables=self._rules.external_variables, suggestions=suggestions,

@@ -46,7 +46,7 @@ def static_stage(
         *_private_calls(parsed, report),
         *_undefined(parsed, scope, external_variables),
         *(placeholders := _placeholders(parsed)),
-        *_reuse(report, scope, suggestions),
+        *_reuse(parsed, report, scope, suggestions),
         *_missing_tags(parsed, spec_tags),
     ]
     figures = {**report.figures(), "placeholders": len(placeholders)}
@@ -105,12 +105,23 @@ def _placeholders(parsed: ParsedSuite) -> list[str]:
     ]  # fmt: skip
 
 
-def _reuse(report: CallReport, scope: Scope, suggestions: SuggestKeywords) -> list[str]:
-    if report.uses_resources or not (suggestions or scope.resource_keywords):
+def _reuse(parsed: ParsedSuite, report: CallReport, scope: Scope, suggestions: SuggestKeywords) -> list[str]:
+    """Every test calls some of the repository's keywords, when it has any."""
+    if not (suggestions or scope.resource_keywords):
         return []
     names = list(suggestions) or [kw.name for kw in scope.resource_keywords if not kw.private][:5]
     listed = ", ".join(f"`{name}`" for name in names)
-    return [f"the suite calls none of the repository's keywords; use them for its steps. Closest: {listed}."]
+    idle = report.tests_without_resources([test.name for test in parsed.tests])
+    if not report.uses_resources:
+        return [
+            f"the suite calls none of the repository's keywords; use them for its steps. Closest: {listed}."
+        ]
+    lines = {test.name: test.line for test in parsed.tests}
+    return [
+        parsed.at(lines[name], f"test `{name}` calls none of the repository's keywords; use them for its "
+                  f"steps. Closest: {listed}.")
+        for name in idle
+    ]  # fmt: skip
 
 
 def _missing_tags(parsed: ParsedSuite, spec_tags: Sequence[str]) -> list[str]:
