@@ -9,9 +9,24 @@ SDK and transport exceptions are translated here and nowhere else:
 - a JSON-RPC error answering a call (the real GitLab server's `-32603 File not found: ...`) and an
   `is_error` result are tool failures: text for the model;
 - HTTP 401/403 is `ToolServerRejected` (permanent: the token or its header is wrong);
-- HTTP 429/5xx, a refused or lost connection are `ToolServerUnavailable` (retryable).
+- HTTP 429/5xx, a refused or lost connection are `ToolServerUnavailable` (retryable);
+- HTTP 404 on a request that carried our `Mcp-Session-Id` means the server forgot the session (it
+  expired after `SESSION_TIMEOUT_SECONDS` idle, or the server restarted): the owner opens a new
+  session (a new `initialize`) and the call is sent again at once.
 The SDK reports non-2xx answers as a generic JSON-RPC error; an httpx response hook writes the real
 status into a per-call context variable (each request is sent in a copy of the caller's context).
+
+Also here, because they are facts about servers met in production (zereight/gitlab-mcp 2.1.x):
+- the session is closed with HTTP DELETE when the owner stops (the SDK's `terminate_on_close`): the
+  server holds at most `MAX_SESSIONS` of them;
+- `notifications/tools/list_changed` is counted in `listing_epoch`, so owners of a tool listing
+  know to list again;
+- a server that answers the SDK's `server/discover` probe with an error (the TypeScript SDK 1.x
+  answers 400 `Server not initialized`) is a handshake-era server: this session's later
+  connections start with `initialize` (`mode="legacy"`) instead of probing again;
+- the SDK logs a traceback ("Error parsing SSE message ... ClosedResourceError") when an answer
+  arrives for a call whose reader is already gone (a cancelled call, a session being closed).
+  That is not an error of ours or the server's: `QuietClosedStreams` turns it into one DEBUG line.
 """
 
 from __future__ import annotations
@@ -25,10 +40,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import httpx2
+import mcp_types
 from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
+from mcp.client.session import IncomingMessage
+from mcp.client.streamable_http import MCP_SESSION_ID, streamable_http_client
 from mcp.shared.exceptions import MCPError
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from worker.agent.tools import ToolOutcome, ToolSpec
 from worker.errors import RobotFleetError, ToolServerRejected, ToolServerUnavailable, retry_after_seconds
@@ -45,10 +64,41 @@ DEFAULT_CONNECT_WAIT_S = 30.0
 MAX_RETRY_AFTER_S = 10.0
 
 
+SDK_TRANSPORT_LOGGER = "mcp.client.streamable_http"
+CLOSED_STREAM_ERRORS = (anyio.ClosedResourceError, anyio.BrokenResourceError)
+
+
+class QuietClosedStreams(logging.Filter):
+    """Demotes the SDK's log of an answer that found its reader gone (see the module docstring) to
+    one DEBUG line without traceback, and its warning about a DELETE of a session the server had
+    already forgotten (404). Anything else passes unchanged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, CLOSED_STREAM_ERRORS) or record.getMessage() == "Session termination failed: 404":
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            if exc is not None:
+                record.msg, record.args = f"{record.getMessage()}: {type(exc).__name__} (reader gone)", None
+            record.exc_info, record.exc_text = None, None
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+def quiet_sdk_logs() -> None:
+    """Install `QuietClosedStreams` on the SDK's transport logger (once)."""
+    sdk = logging.getLogger(SDK_TRANSPORT_LOGGER)
+    if not any(isinstance(existing, QuietClosedStreams) for existing in sdk.filters):
+        sdk.addFilter(QuietClosedStreams())
+
+
+quiet_sdk_logs()
+
+
 @dataclass
 class _HttpStatus:
     status: int = 0
     retry_after: float | None = None
+    session_lost: bool = False
 
 
 _http_status: contextvars.ContextVar[_HttpStatus | None] = contextvars.ContextVar(
@@ -61,6 +111,7 @@ async def _record_status(response: httpx2.Response) -> None:
     if holder is not None and response.status_code >= 400:
         holder.status = response.status_code
         holder.retry_after = retry_after_seconds(response.headers.get("retry-after"))
+        holder.session_lost = response.status_code == 404 and MCP_SESSION_ID in response.request.headers
 
 
 def translate_failure(exc: BaseException, status: _HttpStatus, url: str, doing: str) -> RobotFleetError:
@@ -70,6 +121,10 @@ def translate_failure(exc: BaseException, status: _HttpStatus, url: str, doing: 
         return ToolServerRejected(
             f"MCP server {url} refused the credentials (HTTP {status.status}) while {doing}: "
             "check GITLAB_MCP_TOKEN and GITLAB_MCP_AUTH_HEADER"
+        )
+    if status.session_lost:
+        return ToolServerUnavailable(
+            f"MCP server {url} kept forgetting the session (HTTP 404 Session not found) while {doing}"
         )
     if status.status:
         return ToolServerUnavailable(
@@ -110,7 +165,16 @@ class McpSession:
         self._fatal: RobotFleetError | None = None
         self._last_error: RobotFleetError | None = None
         self._owner: asyncio.Task[None] | None = None
+        self._mode = "auto"  # "legacy" once the server turned out to predate `server/discover`
+        self._list_changes = 0
+        self._session_forgotten = False
         self.connects = 0
+
+    @property
+    def listing_epoch(self) -> int:
+        """Changes whenever a tool listing may be stale: at each (re)connection and each
+        `notifications/tools/list_changed` (the real server's tool list can change at run time)."""
+        return self.connects + self._list_changes
 
     async def __aenter__(self) -> McpSession:
         self._owner = asyncio.create_task(self._own(), name="mcp-session-owner")
@@ -143,6 +207,10 @@ class McpSession:
                 self._publish(None, None)
             if self._closing:
                 return
+            if self._session_forgotten:
+                self._session_forgotten = False
+                logger.info("MCP server %s forgot our session (HTTP 404): opening a new one", self.url)
+                continue  # the server is up: a new session can start at once
             delay = RECONNECT_BACKOFF_S[min(failures, len(RECONNECT_BACKOFF_S) - 1)]
             failures += 1
             logger.warning("MCP session to %s lost; reconnecting in %.1fs", self.url, delay)
@@ -155,9 +223,18 @@ class McpSession:
             timeout=httpx2.Timeout(CONNECT_TIMEOUT_S, read=READ_TIMEOUT_S),
             event_hooks={"request": list(self._request_hooks), "response": [_record_status]},
         )
-        async with http, Client(streamable_http_client(self.url, http_client=http), cache=None) as client:
+        transport = streamable_http_client(self.url, http_client=http)
+        client = Client(transport, cache=None, mode=self._mode, message_handler=self._on_message)
+        async with http, client:
+            if self._mode == "auto" and client.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS:
+                self._mode = "legacy"  # the probe failed once: never spend a request on it again
             self.connects += 1
             yield client
+
+    async def _on_message(self, message: IncomingMessage) -> None:
+        if isinstance(message, mcp_types.ToolListChangedNotification):
+            self._list_changes += 1
+            logger.info("MCP server %s changed its tool list", self.url)
 
     def _publish(self, client: Client | None, error: RobotFleetError | None) -> None:
         self._client = client
@@ -181,9 +258,10 @@ class McpSession:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout=remaining)
 
-    def _mark_broken(self, generation: int) -> None:
+    def _mark_broken(self, generation: int, *, forgotten: bool = False) -> None:
         if generation == self._generation and self._client is not None:
             self._client = None
+            self._session_forgotten = forgotten
             self._broken.set()
 
     async def _request(self, doing: str, call: Any) -> Any:
@@ -203,8 +281,10 @@ class McpSession:
                 failure = translate_failure(exc, status, self.url, doing)
             if isinstance(failure, ToolServerRejected):
                 raise failure
-            if not status.status:
-                self._mark_broken(generation)
+            if not status.status or status.session_lost:
+                self._mark_broken(generation, forgotten=status.session_lost)
+            if status.session_lost:
+                continue  # a new session can answer at once: no backoff
             retry_after = failure.retry_after if isinstance(failure, ToolServerUnavailable) else None
             if retry_after is not None and retry_after > MAX_RETRY_AFTER_S:
                 raise failure  # waiting here would not help; the job's own retry honours it
