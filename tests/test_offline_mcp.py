@@ -14,10 +14,12 @@ from typing import Any
 import anyio
 import httpx
 import httpx2
+import mcp_types
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from producer.local_redis import free_port
 from producer.procs import Child, robot_fleet_command, start_child
@@ -29,6 +31,9 @@ PROJECT_PATH = "qa/shop-tests"
 INTERNAL_ERROR = -32603
 CONNECTION_CLOSED = -32000
 MANY_FILES = 260
+IDLE_S = 1.0
+REAL_PROJECT_NOT_FOUND = 'GitLab API error: 404 Not Found\n{"message":"404 Project Not Found"}'
+MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 READ_TOOLS = {
     "get_file_contents": {"project_id", "file_path", "path", "ref"},
     "get_repository_tree": {"project_id", "path", "ref", "recursive", "per_page", "page_token", "pagination"},
@@ -148,6 +153,12 @@ def quirky(start: Callable[..., Served]) -> Served:
     return start("mcp-quirks", "--gitlab-quirks")
 
 
+@pytest.fixture(scope="module")
+def real_like(start: Callable[..., Served]) -> Served:
+    """As the real server behaves: its texts, its tree pages, its sessions (forgotten after 1 s idle)."""
+    return start("mcp-real-like", "--gitlab-quirks", "--real-errors", "--session-timeout", str(IDLE_S))
+
+
 # --- helpers -------------------------------------------------------------------------------------
 
 
@@ -180,6 +191,26 @@ async def stats(served: Served, reset: bool = False) -> dict[str, Any]:
         response = await (http.post("/stats/reset") if reset else http.get("/stats"))
         response.raise_for_status()
         return response.json()
+
+
+LIST_TOOLS = {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}
+
+
+async def open_session(http: httpx.AsyncClient) -> dict[str, str]:
+    """`initialize` by hand; the headers that carry the new session."""
+    hello = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"},
+        },
+    }
+    response = await http.post("/mcp", json=hello)
+    assert response.status_code == 200, response.text
+    return {"mcp-session-id": response.headers["mcp-session-id"], "mcp-protocol-version": "2025-06-18"}
 
 
 def leaves(exc: BaseException) -> list[BaseException]:
@@ -420,6 +451,101 @@ async def test_quirks_drop_the_keyset_token_at_per_page_100(quirky: Served) -> N
         )
     assert len(full_page["items"]) == 100 and full_page["next_page_token"] is None
     assert len(smaller["items"]) == 50 and smaller["next_page_token"]
+
+
+async def test_quirks_read_on_from_the_last_entry_tree_record_id(quirky: Served, repo_dir: Path) -> None:
+    # GitLab takes the id of the last entry read as the keyset page_token; the real server drops the
+    # token GitLab sends (in a Link header), but a client can make it
+    entries: list[dict[str, str]] = []
+    async with connect(quirky.url) as client:
+        for _ in range(10):
+            arguments = {"project_id": PROJECT_ID, "recursive": True, "pagination": "keyset", "per_page": 100}
+            if entries:
+                arguments["page_token"] = entries[-1]["id"]
+            page = await call_json(client, "get_repository_tree", arguments)
+            assert page["next_page_token"] is None
+            entries += page["items"]
+            if len(page["items"]) < 100:
+                break
+    paths = [entry["path"] for entry in entries]
+    assert len(paths) == len(set(paths)) and set(paths) == visible_paths(repo_dir)
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "message"),
+    [
+        (
+            "get_file_contents",
+            {"project_id": "7", "file_path": "README.md", "ref": "main"},
+            "File not found: README.md",
+        ),
+        ("get_file_contents", {"project_id": "7", "file_path": "README.md"}, REAL_PROJECT_NOT_FOUND),
+        ("get_file_contents", {"file_path": "README.md", "ref": "dev"}, "File not found: README.md"),
+        ("get_repository_tree", {"project_id": "7"}, "Repository or path not found"),
+        ("get_repository_tree", {"ref": "dev"}, "Repository or path not found"),
+        ("get_repository_tree", {"path": "nope"}, "Repository or path not found"),
+        ("get_project", {"project_id": "no/such"}, REAL_PROJECT_NOT_FOUND),
+        ("create_branch", {"branch": "b", "ref": "main"}, "create_branch is not allowed in read-only mode"),
+    ],
+)
+async def test_real_errors_do_not_say_what_is_missing(
+    real_like: Served, tool: str, arguments: dict[str, Any], message: str
+) -> None:
+    async with connect(real_like.url, mode="legacy") as client:
+        error = await call_error(client, tool, {"project_id": PROJECT_ID, **arguments})
+    assert (error.code, error.message) == (INTERNAL_ERROR, message)
+
+
+async def test_sessions_refuse_discover_before_initialize(real_like: Served) -> None:
+    async with httpx.AsyncClient(headers=MCP_HEADERS) as http:
+        probe = {"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {}}
+        response = await http.post(real_like.url, json=probe)
+    assert response.status_code == 400
+    assert response.json()["error"] == {"code": -32000, "message": "Bad Request: Server not initialized"}
+    async with connect(real_like.url) as client:  # "auto" falls back to the initialize handshake
+        assert client.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS
+        assert (await call_json(client, "get_project", {"project_id": PROJECT_ID}))["id"] == 42
+
+
+async def test_idle_session_is_forgotten_and_answered_404(real_like: Served) -> None:
+    before = (await stats(real_like))["sessions"]
+    async with httpx.AsyncClient(base_url=real_like.base, headers=MCP_HEADERS) as http:
+        session = await open_session(http)
+        assert (await http.post("/mcp", json=LIST_TOOLS, headers=session)).status_code == 200
+        await anyio.sleep(IDLE_S + 0.3)
+        forgotten = await http.post("/mcp", json=LIST_TOOLS, headers=session)
+        assert (forgotten.status_code, forgotten.json()) == (404, {"error": "Session not found"})
+        closed = await open_session(http)
+        assert (await http.delete("/mcp", headers=closed)).status_code < 300
+        after_delete = await http.post("/mcp", json=LIST_TOOLS, headers=closed)
+        assert after_delete.status_code == 404
+    after = (await stats(real_like))["sessions"]
+    assert after["opened"] - before["opened"] == 2
+    assert (after["expired"] - before["expired"], after["closed"] - before["closed"]) == (1, 1)
+
+
+async def test_discover_tools_changes_the_tool_list_and_tells_the_session(
+    start: Callable[..., Served],
+) -> None:
+    served = start("mcp-discovery", "--sessions", "--discover-tools")
+    changed = anyio.Event()
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, mcp_types.ToolListChangedNotification):
+            changed.set()
+
+    async with (
+        httpx2.AsyncClient() as http,
+        Client(streamable_http_client(served.url, http_client=http), message_handler=on_message) as client,
+    ):
+        before = {tool.name for tool in (await client.list_tools()).tools}
+        assert "search_project_code" not in before and "discover_tools" in before
+        activated = await call_json(client, "discover_tools", {"category": "search"})
+        assert activated == {"activated": "search", "addedTools": ["search_project_code"]}
+        with anyio.fail_after(5):
+            await changed.wait()
+        after = {tool.name for tool in (await client.list_tools()).tools}
+    assert after - before == {"search_project_code"}
 
 
 # --- transport: auth, rate limit, restart, protocol modes ----------------------------------------

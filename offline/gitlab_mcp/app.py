@@ -18,6 +18,14 @@ The guard (`McpGuard`, pure ASGI, in front of `/mcp` only) runs in this order:
 
 `GET /stats`, `POST /stats/reset` and `GET /healthz` need no token and are not rate limited: they
 are for tests and benchmarks on localhost, not part of the GitLab surface.
+
+`--sessions` serves the real server's transport instead: stateful, `Mcp-Session-Id` issued at
+`initialize`, answers as SSE streams, `server/discover` (or anything but `initialize`) without a
+session refused with 400 `Bad Request: Server not initialized` as the TypeScript SDK does, and an
+unknown, closed or expired session id answered 404 `{"error": "Session not found"}` before the rate
+limit and auth, as the real server's `rejectUnknownStatefulSession` does (`sessions`, with
+`--session-timeout`). `/stats` then has `sessions`: opened, closed (DELETE), expired, not_found,
+not_initialized (requests refused for want of a session), active.
 """
 
 from __future__ import annotations
@@ -33,15 +41,24 @@ from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from offline.gitlab_mcp.config import MCP_PATH, RATE_WINDOW_S, ServerConfig
 from offline.gitlab_mcp.repo import RepoView
+from offline.gitlab_mcp.sessions import SessionState, SessionTable
 from offline.gitlab_mcp.stats import Stats
 from offline.gitlab_mcp.tools import build_server
 
 RATE_LIMIT_MESSAGE = "Too many requests, please try again later."
+SESSION_HEADER = "mcp-session-id"
+NOT_INITIALIZED = {
+    "jsonrpc": "2.0",
+    "error": {"code": -32000, "message": "Bad Request: Server not initialized"},
+    "id": None,
+}
 PRUNE_ABOVE_KEYS = 10_000
+DEFAULT_SDK_IDLE_TIMEOUT_S = 3600.0
+# the SDK's own reaping of sessions nobody closed, as the real server's one-hour default
 
 
 @dataclass
@@ -80,10 +97,13 @@ def _json_response(status: int, body: dict[str, str], headers: dict[str, str]) -
 class McpGuard:
     """Counting, rate limiting and token auth in front of the MCP endpoint."""
 
-    def __init__(self, app: ASGIApp, config: ServerConfig, stats: Stats) -> None:
+    def __init__(
+        self, app: ASGIApp, config: ServerConfig, stats: Stats, sessions: SessionTable | None = None
+    ) -> None:
         self.app = app
         self.config = config
         self.stats = stats
+        self.sessions = sessions
         self.limiter = RateLimiter(config.rpm, config.rate_window) if config.rpm else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -92,11 +112,49 @@ class McpGuard:
             await self.app(scope, receive, send)
             return
         self.stats.request()
-        refusal = self._rate_limited(scope) or self._unauthorized(Headers(scope=scope))
+        headers = Headers(scope=scope)
+        refusal = (
+            self._unknown_session(scope, headers) or self._rate_limited(scope) or self._unauthorized(headers)
+        )
         if refusal is not None:
             await refusal(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        if self.sessions is None:
+            await self.app(scope, receive, send)
+        else:
+            await self._in_session(scope, receive, send, headers.get(SESSION_HEADER))
+
+    def _unknown_session(self, scope: Scope, headers: Headers) -> Response | None:
+        session_id = headers.get(SESSION_HEADER)
+        if self.sessions is None or not session_id:
+            return None
+        activity = scope.get("method") in ("POST", "DELETE")
+        if self.sessions.check(session_id, activity=activity) is SessionState.LIVE:
+            return None
+        return _json_response(404, {"error": "Session not found"}, {})
+
+    async def _in_session(self, scope: Scope, receive: Receive, send: Send, session_id: str | None) -> None:
+        assert self.sessions is not None
+        if scope.get("method") == "POST" and not session_id:
+            body, replay = await _buffered(receive)
+            if not _is_initialize(body):
+                self.sessions.refused_uninitialized()
+                response = Response(json.dumps(NOT_INITIALIZED), 400, media_type="application/json")
+                await response(scope, replay, send)
+                return
+            receive = replay
+        sessions = self.sessions
+
+        async def watch(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] < 400:
+                issued = Headers(raw=message.get("headers", [])).get(SESSION_HEADER)
+                if issued and not session_id:
+                    sessions.opened(issued)
+                if session_id and scope.get("method") == "DELETE":
+                    sessions.closed(session_id)
+            await send(message)
+
+        await self.app(scope, receive, watch)
 
     def _rate_limited(self, scope: Scope) -> Response | None:
         if self.limiter is None:
@@ -144,15 +202,50 @@ class McpGuard:
         return None
 
 
-def _add_test_routes(server_routes: Callable[..., Callable[..., object]], stats: Stats) -> None:
+async def _buffered(receive: Receive) -> tuple[bytes, Receive]:
+    """The request body, and a `receive` that hands the same messages to the app again."""
+    messages: list[Message] = []
+    body = b""
+    while True:
+        message = await receive()
+        messages.append(message)
+        body += message.get("body", b"")
+        if message["type"] != "http.request" or not message.get("more_body"):
+            break
+
+    async def replay() -> Message:
+        return messages.pop(0) if messages else await receive()
+
+    return body, replay
+
+
+def _is_initialize(body: bytes) -> bool:
+    try:
+        message = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(message, dict) and message.get("method") == "initialize"
+
+
+def _add_test_routes(
+    server_routes: Callable[..., Callable[..., object]], stats: Stats, sessions: SessionTable | None
+) -> None:
+    def snapshot() -> dict[str, object]:
+        body: dict[str, object] = stats.snapshot()
+        if sessions is not None:
+            body["sessions"] = sessions.snapshot()
+        return body
+
     @server_routes("/stats", methods=["GET"])
     async def read_stats(request: Request) -> Response:
-        return JSONResponse(stats.snapshot())
+        return JSONResponse(snapshot())
 
     @server_routes("/stats/reset", methods=["POST"])
     async def reset_stats(request: Request) -> Response:
         stats.reset()
-        return JSONResponse(stats.snapshot())
+        if sessions is not None:
+            sessions.reset()
+        return JSONResponse(snapshot())
 
     @server_routes("/healthz", methods=["GET"])
     async def healthz(request: Request) -> Response:
@@ -162,13 +255,18 @@ def _add_test_routes(server_routes: Callable[..., Callable[..., object]], stats:
 def build_app(config: ServerConfig, stats: Stats | None = None) -> Starlette:
     """The whole server as a Starlette app (its lifespan runs the SDK's session manager)."""
     stats = stats if stats is not None else Stats(window_s=config.rate_window)
+    sessions = SessionTable(config.session_timeout) if config.sessions else None
     server = build_server(config, RepoView(config.repo), stats)
-    _add_test_routes(server.custom_route, stats)
-    app = server.streamable_http_app(
-        streamable_http_path=MCP_PATH,
-        stateless_http=True,
-        json_response=True,
-        host=config.host,
-    )
-    app.add_middleware(McpGuard, config=config, stats=stats)
+    _add_test_routes(server.custom_route, stats, sessions)
+    if sessions is None:
+        app = server.streamable_http_app(
+            streamable_http_path=MCP_PATH, stateless_http=True, json_response=True, host=config.host
+        )
+    else:
+        app = server.streamable_http_app(
+            streamable_http_path=MCP_PATH,
+            session_idle_timeout=config.session_timeout or DEFAULT_SDK_IDLE_TIMEOUT_S,
+            host=config.host,
+        )
+    app.add_middleware(McpGuard, config=config, stats=stats, sessions=sessions)
     return app

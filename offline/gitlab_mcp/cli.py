@@ -65,6 +65,30 @@ def serve(
             "--gitlab-quirks/--no-gitlab-quirks", help="Mirror the real server's tree paging traps."
         ),
     ] = False,
+    real_errors: Annotated[
+        bool,
+        typer.Option(
+            "--real-errors", help="The real server's error texts (they do not say what is missing)."
+        ),
+    ] = False,
+    sessions: Annotated[
+        bool,
+        typer.Option(
+            "--sessions", help="Stateful sessions as the real server (Mcp-Session-Id, SSE, no discover)."
+        ),
+    ] = False,
+    session_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--session-timeout",
+            min=0.001,
+            help="Forget a session this long after its last POST (implies --sessions).",
+        ),
+    ] = None,
+    discover_tools: Annotated[
+        bool,
+        typer.Option("--discover-tools", help="No search_project_code until discover_tools activates it."),
+    ] = False,
     log_level: Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
 ) -> None:
     """Serve a local checkout as a read-only GitLab project over MCP (streamable HTTP at /mcp)."""
@@ -86,13 +110,18 @@ def serve(
         rate_window=rate_window,
         tool_latency=tool_latency,
         gitlab_quirks=gitlab_quirks,
+        real_errors=real_errors,
+        sessions=sessions or session_timeout is not None,
+        session_timeout=session_timeout,
+        discover_tools=discover_tools,
         host=host,
         port=port,
         log_level=level,  # type: ignore[arg-type]  # checked against LOG_LEVELS above
     )
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logger.info(
-        "serving %s as project %s (%s) ref %s at http://%s:%d%s (auth %s, rpm %s per %ss, quirks %s)",
+        "serving %s as project %s (%s) ref %s at http://%s:%d%s (auth %s, rpm %s per %ss, quirks %s, "
+        "sessions %s)",
         config.repo,
         project_id,
         project_path,
@@ -104,6 +133,7 @@ def serve(
         rpm or "off",
         rate_window,
         "on" if gitlab_quirks else "off",
+        f"timeout {session_timeout}s" if session_timeout else "on" if sessions else "off",
     )
     uvicorn.run(
         build_app(config),

@@ -43,6 +43,14 @@ class ServerConfig:
     """Seconds slept in every tool call (benchmarks)."""
     gitlab_quirks: bool = False
     """Mirror the real server's tree-pagination traps (see `paging`)."""
+    real_errors: bool = False
+    """Answer with the real server's error texts, which do not say what is missing (see `texts`)."""
+    sessions: bool = False
+    """Stateful sessions as the real server: `Mcp-Session-Id`, SSE answers, no `server/discover`."""
+    session_timeout: float | None = None
+    """Seconds after its last POST that a session is forgotten (then answered 404); needs `sessions`."""
+    discover_tools: bool = False
+    """List `search_project_code` only once `discover_tools` activated it, as the real server."""
     host: str = DEFAULT_HOST
     """Bind address; also decides the SDK's DNS-rebinding protection (on for loopback)."""
     port: int = DEFAULT_PORT

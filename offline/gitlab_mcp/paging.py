@@ -1,7 +1,10 @@
 """Pages of `get_repository_tree`, in the normal mode and in the GitLab-quirks mode.
 
 Entries come sorted by path (see `repo`); a page token is opaque to clients (URL-safe base64 of
-the last path of the page) and a page resumes strictly after that path, keyset style.
+the last path of the page) and a page resumes strictly after that path, keyset style. A
+`page_token` may also be an entry's `id` (GitLab documents its keyset token as the tree record id
+of the last entry of the previous page): the page then resumes after the first entry with that id,
+in both modes, which is how a client reads on past a page whose token the real server dropped.
 
 Normal mode (default) — honest paging, so a client that follows tokens sees every entry once:
 - without `pagination: "keyset"`, a page with nothing after it (e.g. a listing that fits in
@@ -54,8 +57,12 @@ def _page(
     """One page after the token's path, and whether entries remain after it."""
     start = 0
     if page_token:
-        after = decode_token(page_token)
-        start = next((i for i, entry in enumerate(entries) if entry.path > after), len(entries))
+        by_id = next((i + 1 for i, entry in enumerate(entries) if entry.id == page_token), None)
+        if by_id is not None:
+            start = by_id
+        else:
+            after = decode_token(page_token)
+            start = next((i for i, entry in enumerate(entries) if entry.path > after), len(entries))
     page = list(entries[start : start + per_page])
     return page, start + per_page < len(entries)
 

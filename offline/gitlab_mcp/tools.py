@@ -9,6 +9,12 @@ JSON-RPC errors (code -32603), never `is_error` results, again as the real serve
 - `GitLab API error: 404 Commit Not Found` — a ref other than the configured one;
 - `GitLab API error: 404 Tree Not Found` — a tree path that is not a directory (or is refused);
 - `403 Forbidden: this server is read-only` — every write tool, every time.
+With `--real-errors` the texts are the real server's instead, which do not say what is missing
+(`texts`): `File not found: <path>` for a file read at a wrong project or ref too, `Repository or
+path not found` for every failed tree listing.
+With `--discover-tools`, as the real server by default, `search_project_code` is not listed until
+`discover_tools` activates its category (`search`); the server then sends
+`notifications/tools/list_changed` (delivered on a session's GET stream: needs `--sessions`).
 A read without `ref` resolves the default branch first, counted in `default_branch_lookups` (the
 real server spends one more GitLab call there). Tool-call counting and `--tool-latency` live in
 a server middleware (`count_and_delay`), so calls rejected by argument validation count too.
@@ -29,14 +35,12 @@ from mcp_types import INTERNAL_ERROR
 from pydantic import BaseModel, BeforeValidator, Field
 
 from offline.gitlab_mcp.config import ServerConfig
+from offline.gitlab_mcp.discovery import SEARCH_TOOLS, ToolDiscovery
 from offline.gitlab_mcp.paging import DEFAULT_PER_PAGE, MAX_PER_PAGE, PageTokenError, paginate
 from offline.gitlab_mcp.repo import RepoPathError, RepoView, decode_text, git_blob_id
 from offline.gitlab_mcp.stats import Stats
+from offline.gitlab_mcp.texts import ErrorTexts
 
-PROJECT_NOT_FOUND = "GitLab API error: 404 Project Not Found"
-REF_NOT_FOUND = "GitLab API error: 404 Commit Not Found"
-TREE_NOT_FOUND = "GitLab API error: 404 Tree Not Found"
-READ_ONLY = "403 Forbidden: this server is read-only"
 WRITE_TOOLS = frozenset({"create_or_update_file", "push_files", "create_merge_request", "create_branch"})
 
 
@@ -102,23 +106,23 @@ class GitLabTools:
         self.config = config
         self.repo = repo
         self.stats = stats
+        self.texts = ErrorTexts(real=config.real_errors)
         self.commit_id = hashlib.sha1(
             f"commit {config.project_path}@{config.ref}".encode(), usedforsecurity=False
         ).hexdigest()
 
-    def _check_project(self, project_id: str | None) -> None:
+    def _known_project(self, project_id: str | None) -> bool:
         if project_id is None or project_id in (self.config.project_id, self.config.project_path):
-            return
+            return True
         self.stats.add("foreign_project_calls")
-        raise fail(PROJECT_NOT_FOUND)
+        return False
 
-    def _check_ref(self, ref: str | None) -> str:
+    def _resolve_ref(self, ref: str | None) -> str | None:
+        """The ref to read (the default branch when none is given), or None when it does not exist."""
         if ref is None or ref == "":
             self.stats.add("default_branch_lookups")
             return self.config.ref
-        if ref != self.config.ref:
-            raise fail(REF_NOT_FOUND)
-        return ref
+        return ref if ref == self.config.ref else None
 
     async def get_file_contents(
         self,
@@ -127,15 +131,19 @@ class GitLabTools:
         path: Annotated[str | None, Field(description="Alias of file_path")] = None,
         ref: Ref = None,
     ) -> str:
-        self._check_project(project_id)
         wanted = file_path if file_path is not None else path
+        if not self._known_project(project_id):
+            # without a ref the real server looks the project's default branch up first
+            raise fail(self.texts.project() if not ref else self.texts.file(wanted or "", "project"))
         if not wanted:
             raise fail("file_path is required")
-        ref = self._check_ref(ref)
+        ref = self._resolve_ref(ref)
+        if ref is None:
+            raise fail(self.texts.file(wanted, "ref"))
         try:
             data = await anyio.to_thread.run_sync(self.repo.read_blob, wanted)
         except (RepoPathError, OSError) as exc:
-            raise fail(f"File not found: {wanted}") from exc
+            raise fail(self.texts.file(wanted, "file")) from exc
         text = decode_text(data)
         content, encoding = (
             (text, "utf8") if text is not None else (base64.b64encode(data).decode(), "base64")
@@ -166,12 +174,14 @@ class GitLabTools:
         page_token: Annotated[str | None, Field(description="Token of the next page (keyset)")] = None,
         pagination: Annotated[str | None, Field(description='Use "keyset" for keyset pagination')] = None,
     ) -> str:
-        self._check_project(project_id)
-        self._check_ref(ref)
+        if not self._known_project(project_id):
+            raise fail(self.texts.tree("project"))
+        if self._resolve_ref(ref) is None:
+            raise fail(self.texts.tree("ref"))
         try:
             entries = await anyio.to_thread.run_sync(self.repo.tree, path, recursive)
         except (RepoPathError, OSError) as exc:
-            raise fail(TREE_NOT_FOUND) from exc
+            raise fail(self.texts.tree("path")) from exc
         try:
             answer = paginate(
                 entries,
@@ -185,7 +195,8 @@ class GitLabTools:
         return json.dumps(answer)
 
     async def get_project(self, project_id: ProjectId) -> str:
-        self._check_project(project_id)
+        if not self._known_project(project_id):
+            raise fail(self.texts.project())
         return json.dumps(project_json(self.config))
 
     async def search_repositories(
@@ -207,8 +218,11 @@ class GitLabTools:
         ref: Ref = None,
         per_page: PerPage = DEFAULT_PER_PAGE,
     ) -> str:
-        self._check_project(project_id)
-        ref = self._check_ref(ref)
+        if not self._known_project(project_id):
+            raise fail(self.texts.project())
+        ref = self._resolve_ref(ref)
+        if ref is None:
+            raise fail(self.texts.file(path or "", "ref"))
         matches = await anyio.to_thread.run_sync(self.repo.search, search, path, per_page)
         return json.dumps(
             [
@@ -236,7 +250,7 @@ class GitLabTools:
         last_commit_id: Annotated[str | None, Field(description="Last known file commit ID")] = None,
         commit_id: Annotated[str | None, Field(description="Current file commit ID (for updates)")] = None,
     ) -> str:
-        raise fail(READ_ONLY)
+        raise fail(self.texts.write("create_or_update_file"))
 
     async def push_files(
         self,
@@ -245,7 +259,7 @@ class GitLabTools:
         files: Annotated[list[PushFileAction], Field(description="Array of files to push")],
         commit_message: CommitMessage,
     ) -> str:
-        raise fail(READ_ONLY)
+        raise fail(self.texts.write("push_files"))
 
     async def create_merge_request(
         self,
@@ -258,7 +272,7 @@ class GitLabTools:
         remove_source_branch: Annotated[bool | None, Field(description="Delete the branch on merge")] = None,
         squash: Annotated[bool | None, Field(description="Squash commits on merge")] = None,
     ) -> str:
-        raise fail(READ_ONLY)
+        raise fail(self.texts.write("create_merge_request"))
 
     async def create_branch(
         self,
@@ -266,7 +280,7 @@ class GitLabTools:
         branch: Annotated[str, Field(description="Name for the new branch")],
         ref: Annotated[str | None, Field(description="Source branch for the new branch")] = None,
     ) -> str:
-        raise fail(READ_ONLY)
+        raise fail(self.texts.write("create_branch"))
 
     def catalogue(self) -> dict[str, tuple[Callable[..., Any], str]]:
         """Tool name -> (body, description), in the order they are listed."""
@@ -314,7 +328,16 @@ def build_server(config: ServerConfig, repo: RepoView, stats: Stats) -> MCPServe
         log_level=config.log_level,
         middleware=[count_and_delay(stats, config.tool_latency)],
     )
-    tools = GitLabTools(config, repo, stats)
-    for name, (body, description) in tools.catalogue().items():
+    catalogue = GitLabTools(config, repo, stats).catalogue()
+    hidden = {name: catalogue.pop(name) for name in SEARCH_TOOLS} if config.discover_tools else {}
+    for name, (body, description) in catalogue.items():
         server.add_tool(body, name=name, description=description, structured_output=False)
+    if config.discover_tools:
+        discovery = ToolDiscovery(server, hidden)
+        server.add_tool(
+            discovery.discover_tools,
+            name="discover_tools",
+            description="Discover and activate additional tool categories for this session.",
+            structured_output=False,
+        )
     return server
