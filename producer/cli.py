@@ -260,5 +260,25 @@ def demo(
     raise typer.Exit(run_demo(Console(), output_dir, keep=keep))
 
 
+PANELS = {
+    "A sprint": ("run", "enqueue", "status", "logs", "retry", "collect", "report", "write", "rules"),
+    "The fleet": ("worker", "flower", "metrics", "demo"),
+    "Offline stand-ins": ("mcp-serve", "fake-llm", "gitlab-rest-double"),
+}
+
+
+def _group_commands() -> None:
+    """`--help` lists commands by what a user does: a sprint first, the fleet, the stand-ins last."""
+    order = [name for names in PANELS.values() for name in names]
+    panel_of = {name: panel for panel, names in PANELS.items() for name in names}
+    for info in app.registered_commands:
+        info.rich_help_panel = panel_of.get(info.name or "", "Other")
+    app.registered_commands.sort(
+        key=lambda info: order.index(info.name) if info.name in order else len(order)
+    )
+
+
+_group_commands()
+
 if __name__ == "__main__":
     app()

@@ -17,15 +17,16 @@ class ConsoleSink:
         self._console = console
         self._show_text = show_text
         self._mid_line = False
+        self._streaming: EventKind | None = None
 
     def emit(self, event: Event) -> None:
         match event.kind:
             case EventKind.TEXT if self._show_text:
-                self._write(event.text, style=None)
+                self._write(event.text, style=None, kind=event.kind)
             case EventKind.THINKING if self._show_text:
-                self._write(event.text, style="dim italic")
+                self._write(event.text, style="dim italic", kind=event.kind)
             case EventKind.REVIEW if self._show_text:
-                self._write(event.text, style="magenta dim")
+                self._write(event.text, style="magenta dim", kind=event.kind)
             case EventKind.ROUND:
                 self._line(f"[bold cyan]── {escape(event.text)} ──[/]")
             case EventKind.TOOL_CALL:
@@ -55,7 +56,10 @@ class ConsoleSink:
             if stage.get("outcome") in ("incomplete", "not_run") and reason and reason != EARLIER_FAILED:
                 self._line(f"[dim]  {stage['stage']}: {escape(str(reason))}[/]")
 
-    def _write(self, text: str, style: str | None) -> None:
+    def _write(self, text: str, style: str | None, kind: EventKind) -> None:
+        if kind != self._streaming and self._mid_line:  # thinking, answer and review never run together
+            self._console.print()
+        self._streaming = kind
         self._console.print(text, end="", style=style, markup=False, highlight=False, soft_wrap=True)
         self._mid_line = not text.endswith("\n")
 

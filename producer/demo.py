@@ -33,15 +33,17 @@ DEMO_BATCH = "demo"
 
 @contextlib.contextmanager
 def demo_redis(settings: Settings, console: Console) -> Iterator[tuple[str, bool]]:
-    """The Redis URL to use and whether it is a private server that stops with the demo."""
-    if redis_answers(settings.redis_url):
+    """The Redis URL to use and whether it is a private server that stops with the demo: the one
+    REDIS_URL names when it was set (environment or .env) and answers, else a private one — the
+    demo never writes into whatever Redis happens to answer on the default port."""
+    explicit = "redis_url" in settings.model_fields_set
+    if explicit and redis_answers(settings.redis_url):
         console.print(f"using the Redis at REDIS_URL ({_safe(settings.redis_url)})", highlight=False)
         yield settings.redis_url, False
         return
     server = LocalRedis(directory=(STATE_DIR / "redis").resolve(), appendonly=True)
-    console.print(
-        f"no Redis at REDIS_URL: starting a private redis-server on port {server.port} under {STATE_DIR}/"
-    )
+    why = "no Redis at REDIS_URL" if explicit else "REDIS_URL is not set"
+    console.print(f"{why}: starting a private redis-server on port {server.port} under {STATE_DIR}/")
     with server:
         yield server.url, True
 

@@ -18,7 +18,7 @@ from producer.manifest import is_up_to_date, load_entries
 from worker.agent.prompt import PROMPT_VERSION
 from worker.errors import SpecError
 from worker.settings import Settings
-from worker.spec import Spec, find_conflicts, load_spec_file, printable
+from worker.spec import Spec, find_conflicts, id_from_file_name, load_spec_file, printable
 from worker.store import Store
 
 _BATCH_NAME_RE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -29,6 +29,11 @@ class Rejection:
     source: str
     reason: str
 
+    @property
+    def spec_id(self) -> str:
+        """The id its file name gives (what `logs BATCH:SPEC_ID` is looked up by)."""
+        return id_from_file_name(self.source)
+
 
 @dataclass
 class Plan:
@@ -37,6 +42,8 @@ class Plan:
     accepted: list[Spec] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
     skipped: list[Spec] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    """Files of the specs directory the pattern does not match (listed, never silently dropped)."""
 
 
 def spec_files(specs_dir: Path, pattern: str, recursive: bool) -> list[Path]:
@@ -63,6 +70,7 @@ def plan_batch(specs_dir: Path, output_dir: Path, settings: Settings, *, pattern
         except Exception as exc:  # one file must never stop its siblings, nor print a traceback
             reason = f"{printable(str(path))}: could not be read as a spec ({type(exc).__name__}: {exc})"
             plan.rejected.append(Rejection(printable(str(path)), printable(reason)))
+    plan.ignored = _ignored(specs_dir, pattern, recursive)
     conflicted = _reject_conflicts(loaded, plan)
     entries = {} if force else load_entries(output_dir)
     wanted = _generation_inputs(settings)
@@ -76,6 +84,12 @@ def plan_batch(specs_dir: Path, output_dir: Path, settings: Settings, *, pattern
         else:
             plan.accepted.append(spec)
     return plan
+
+
+def _ignored(specs_dir: Path, pattern: str, recursive: bool) -> list[str]:
+    everything = specs_dir.rglob("*") if recursive else specs_dir.glob("*")
+    matching = set(specs_dir.rglob(pattern) if recursive else specs_dir.glob(pattern))
+    return sorted(printable(str(path)) for path in everything if path not in matching and not path.is_dir())
 
 
 def _check_inside(path: Path, root: Path) -> None:
@@ -140,8 +154,9 @@ async def record_batch(store: Store, plan: Plan, settings: Settings, batch_id: s
         "specs_dir": str(plan.specs_dir.resolve()),
         "output_dir": str(plan.output_dir.resolve()),
         "total": len(plan.accepted),
-        "rejected": [{"source": r.source, "reason": r.reason} for r in plan.rejected],
+        "rejected": [{"source": r.source, "reason": r.reason, "spec_id": r.spec_id} for r in plan.rejected],
         "skipped": [spec.spec_id for spec in plan.skipped],
+        "ignored": plan.ignored,
         "project_id": settings.gitlab_project_id,
         "write_failing": int(settings.write_failing_suites),
         **inputs,

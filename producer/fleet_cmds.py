@@ -9,6 +9,7 @@ import contextlib
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from rich.console import Console
@@ -54,8 +55,13 @@ def print_plan(console: Console, plan: Plan) -> None:
             f"[dim]up to date[/] {spec.spec_id} → {spec.target_path} (use --force to regenerate)",
             highlight=False,
         )
+    for name in plan.ignored:
+        console.print(
+            f"[dim]skipped[/] {escape(name)}: not a spec file (not matched by --pattern)", highlight=False
+        )
+    ignored = f", {len(plan.ignored)} other files skipped" if plan.ignored else ""
     console.print(
-        f"{len(plan.accepted)} to generate, {len(plan.skipped)} up to date, {len(plan.rejected)} rejected",
+        f"{len(plan.accepted)} to generate, {len(plan.skipped)} up to date, {len(plan.rejected)} rejected{ignored}",
         highlight=False,
     )
 
@@ -107,7 +113,8 @@ async def run_batch(
         view, collected = await follow_batch(store, batch_id, console, collector=Collector(store))
     finally:
         await store.close()
-    console.print(jobs_table(view, f"batch {batch_id}"))
+    console.print(f"batch [bold]{batch_id}[/]", highlight=False)
+    console.print(jobs_table(view, console.width, str(plan.output_dir.resolve())))
     beside = [item for item in collected if item.beside]
     for item in beside:
         console.print(f"[yellow]kept an edited file[/]: new version at {item.path}", highlight=False)
@@ -144,17 +151,29 @@ async def status(settings: Settings, batch_id: str | None, as_json: bool, consol
                 )  # fmt: skip
             _print_rows(console, rows, as_json, "batches")
             return 0
-        if await store.batch(batch_id) is None:
-            console.print(f"[red]no batch {batch_id!r}[/]", highlight=False)
+        record = await store.batch(batch_id)
+        if record is None:
+            console.print(
+                f"[red]no batch {batch_id!r}[/] (robot-fleet status lists the recent ones)", highlight=False
+            )
             return 2
         view = await load_view(store, batch_id)
         if as_json:
-            jobs = [decoded(job) for job in view.jobs]
-            console.print_json(
-                json.dumps({"batch_id": batch_id, "verdicts": dict(view.verdicts), "jobs": jobs})
-            )
+            shown = {
+                "batch_id": batch_id,
+                "verdicts": dict(view.verdicts),
+                "jobs": [decoded(j) for j in view.jobs],
+            }
+            for name in ("rejected", "skipped", "ignored"):  # every spec of the batch, not only its jobs
+                shown[name] = json.loads(record.get(name) or "[]")
+            console.print_json(json.dumps(shown))
         else:
-            console.print(jobs_table(view, f"batch {batch_id}"))
+            console.print(f"batch [bold]{batch_id}[/]", highlight=False)
+            console.print(jobs_table(view, console.width, record.get("output_dir")))
+            for rejection in json.loads(record.get("rejected") or "[]"):
+                console.print(
+                    f"[red]rejected[/] {escape(rejection['reason'])}", highlight=False, soft_wrap=True
+                )
         return 0
     finally:
         await store.close()
@@ -179,19 +198,23 @@ def decoded(job: dict[str, str]) -> dict[str, object]:
     return shown
 
 
-def _print_rows(console: Console, rows: list[dict[str, object]], as_json: bool, title: str) -> None:
+BATCH_COLUMNS = ("jobs", "verified", "failing", "unverified", "failed", "active", "tokens")
+
+
+def _print_rows(console: Console, rows: list[dict[str, Any]], as_json: bool, title: str) -> None:
     if as_json:
         console.print_json(json.dumps(rows))
         return
     from rich.table import Table
 
-    columns = ("batch_id", "jobs", "verified", "failing", "unverified", "failed", "running", "queued",
-               "retrying", "tokens")  # fmt: skip
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column)
+    table = Table(title=title, box=None, pad_edge=False)
+    table.add_column("batch", no_wrap=True)
+    for column in BATCH_COLUMNS:
+        table.add_column(column, justify="right", overflow="fold")
     for row in rows:
-        table.add_row(*(str(row.get(column, 0)) for column in columns))
+        counts = {**row, "unverified": int(row.get("unverified", 0)) + int(row.get("unreviewed", 0)),
+                  "active": sum(int(row.get(state, 0)) for state in ("running", "queued", "retrying"))}  # fmt: skip
+        table.add_row(str(row["batch_id"]), *(f"{counts.get(column, 0):,}" for column in BATCH_COLUMNS))
     console.print(table)
 
 
@@ -200,7 +223,7 @@ async def logs(settings: Settings, job_id: str, follow: bool, console: Console) 
     sink = ConsoleSink(console)
     try:
         if await store.job(job_id) is None:
-            console.print(f"[red]no job {job_id!r}[/] (job ids look like BATCH:SPEC_ID)", highlight=False)
+            console.print(await _no_job(store, job_id), highlight=False)
             return 2
         last = "0"
         while True:
@@ -218,6 +241,20 @@ async def logs(settings: Settings, job_id: str, follow: bool, console: Console) 
                 return 0
     finally:
         await store.close()
+
+
+async def _no_job(store: Store, job_id: str) -> str:
+    """Why there is no such job: a spec the batch rejected (and why), an unknown batch, or a typo."""
+    batch_id, _, spec_id = job_id.partition(":")
+    record = await store.batch(batch_id) if spec_id else None
+    if record is None:
+        return f"[red]no job {escape(job_id)!r}[/] (job ids look like BATCH:SPEC_ID; robot-fleet status lists batches)"
+    for rejection in json.loads(record.get("rejected") or "[]"):
+        if rejection.get("spec_id") == spec_id:
+            return f"[red]{escape(spec_id)} was rejected[/] in batch {escape(batch_id)}: {escape(rejection['reason'])}"
+    if spec_id in json.loads(record.get("skipped") or "[]"):
+        return f"[yellow]{escape(spec_id)} was up to date[/] in batch {escape(batch_id)}: no job ran (--force regenerates)"
+    return f"[red]batch {escape(batch_id)} has no spec {escape(spec_id)!r}[/] (robot-fleet status {escape(batch_id)} lists its jobs)"
 
 
 async def retry(settings: Settings, batch_id: str, job_id: str | None, kind: str, console: Console) -> int:

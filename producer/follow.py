@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -136,39 +139,53 @@ async def follow_batch(
                 return view, collected
 
 
-def jobs_table(view: BatchView, title: str) -> Table:
-    table = Table(title=title, show_lines=False)
-    for column in (
-        "spec",
-        "state",
-        "verdict",
-        "att.",
-        "rounds",
-        "checks",
-        "tokens",
-        "time",
-        "error / output",
-    ):
-        table.add_column(column, overflow="fold")
+WIDE = 120
+"""From this many columns on, the table also shows attempts, rounds and time in columns of their own."""
+STATE_STYLES = {"collected": "green", "succeeded": "green", "failed": "red", "running": "cyan"}
+
+
+def jobs_table(view: BatchView, width: int, output_dir: str | None = None) -> Table:
+    """One row per job, readable at 80 columns: ids and states never split (they fold whole in a
+    narrow cell), output paths relative to the output tree, long text folded in the last column."""
+    wide = width >= WIDE
+    table = Table(show_lines=False, box=None if width < 100 else box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("spec", no_wrap=True, overflow="ellipsis")
+    table.add_column("state", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
+    if wide:
+        for name in ("att.", "rounds"):
+            table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("checks", overflow="fold", ratio=2 if wide else 1)
+    table.add_column("tokens", justify="right", overflow="fold")
+    if wide:
+        table.add_column("time", justify="right", no_wrap=True)
+    table.add_column("output / error", overflow="fold", ratio=3 if wide else 2)
     for job in view.jobs:
         state = job.get("state", "?")
-        style = {"collected": "green", "succeeded": "green", "failed": "red", "running": "cyan"}.get(
-            state, ""
-        )
-        duration = f"{float(job['duration_s']):.1f}s" if job.get("duration_s") else ""
-        table.add_row(job.get("spec_id", ""), f"[{style}]{state}[/]" if style else state, verdict_cell(job),
-                      job.get("attempt", "0"), job.get("rounds", ""), checks_cell(job),
-                      tokens_cell(job), duration, note_cell(job))  # fmt: skip
+        style = STATE_STYLES.get(state, "")
+        cells = [
+            escape(job.get("spec_id", "")),
+            f"[{style}]{state}[/]" if style else state,
+            verdict_cell(job),
+        ]
+        if wide:
+            cells += [job.get("attempt", "0"), job.get("rounds", "")]
+        cells += [checks_cell(job, lines=not wide), tokens_cell(job, short=not wide)]
+        if wide:
+            cells.append(f"{float(job['duration_s']):.1f}s" if job.get("duration_s") else "")
+        cells.append(note_cell(job, output_dir))
+        table.add_row(*cells)
     return table
 
 
-def tokens_cell(job: dict[str, str]) -> str:
-    """The writer's tokens, and the reviewer's beside them."""
+def tokens_cell(job: dict[str, str], *, short: bool = False) -> str:
+    """The writer's tokens, and the reviewer's beside them (`short`: in thousands)."""
     writer = int(job.get("prompt_tokens") or 0) + int(job.get("completion_tokens") or 0)
     review = int(job.get("review_prompt_tokens") or 0) + int(job.get("review_completion_tokens") or 0)
     if not writer:
         return ""
-    return f"{writer:,}" + (f" +{review:,} review" if review else "")
+    shown = (lambda n: f"{n / 1000:.0f}k") if short else (lambda n: f"{n:,}")
+    return shown(writer) + (f" +{shown(review)} review" if review else "")
 
 
 def verdict_cell(job: dict[str, str]) -> str:
@@ -178,29 +195,30 @@ def verdict_cell(job: dict[str, str]) -> str:
     return f"[{VERDICT_STYLES.get(verdict, '')}]{verdict}[/]"
 
 
-def checks_cell(job: dict[str, str]) -> str:
-    """Calls resolved / total (and unverified ones), tests passed / run, rule violations."""
+def checks_cell(job: dict[str, str], *, lines: bool = False) -> str:
+    """Calls resolved / total (and unverified ones), criteria covered, tests passed / run, rule
+    violations; `lines`: one figure per line (a narrow table never splits one)."""
     parts = []
     if job.get("calls"):
         unverified = int(job.get("calls_unverified") or 0)
         parts.append(
-            f"calls {job.get('calls_resolved', 0)}/{job['calls']}"
+            f"{job.get('calls_resolved', 0)}/{job['calls']} calls"
             + (f" ({unverified}?)" if unverified else "")
         )
     if job.get("criteria_total"):
-        parts.append(f"criteria {job.get('criteria_covered', 0)}/{job['criteria_total']}")
+        parts.append(f"{job.get('criteria_covered', 0)}/{job['criteria_total']} criteria")
     if job.get("tests_run"):
-        parts.append(f"run {job.get('tests_passed', 0)}/{job['tests_run']}")
+        parts.append(f"{job.get('tests_passed', 0)}/{job['tests_run']} run")
     if int(job.get("rule_violations") or 0):
         parts.append(f"{job['rule_violations']} rules broken")
-    return ", ".join(parts)
+    return ("\n" if lines else ", ").join(parts)
 
 
-def note_cell(job: dict[str, str]) -> str:
+def note_cell(job: dict[str, str], output_dir: str | None = None) -> str:
     if job.get("error_kind"):
         hint = retry_hint(job["error_kind"]) if job.get("state") == "failed" else "will be retried"
         return f"[red]{escape(job['error_kind'])}[/]: {escape(job.get('error_message', '')[:160])} [dim]({hint})[/]"
-    note = escape(job.get("output_path", ""))
+    note = escape(relative(job.get("output_path", ""), output_dir))
     if job.get("withheld") == "1":
         return "[yellow]not written (failing; WRITE_FAILING_SUITES=false)[/]"
     if job.get("beside") == "1":
@@ -208,6 +226,14 @@ def note_cell(job: dict[str, str]) -> str:
     if job.get("verdict") == "failing" and job.get("state") in DONE:
         return f"{note} [red]({first_problem(job)})[/]" if note else f"[red]{first_problem(job)}[/]"
     return note
+
+
+def relative(path: str, output_dir: str | None) -> str:
+    """A path under the output tree as the tree's own relative path."""
+    if path and output_dir:
+        with contextlib.suppress(ValueError):
+            return str(Path(path).relative_to(output_dir))
+    return path
 
 
 def first_problem(job: dict[str, str]) -> str:

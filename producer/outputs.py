@@ -11,13 +11,24 @@ from producer.failpoints import failpoint
 from worker.spec import resolve_in_output
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it (Linux exposes it in /proc)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    return 0o022
+
+
 def atomic_write_text(path: Path, text: str, *, crash_point: str = "") -> None:
     """Replace `path` with `text` so a reader sees the old file or the whole new one, never a part.
+    The file gets the mode a plain `open` would give it (0644 under umask 022), not mkstemp's 0600.
 
     `crash_point` names a failpoint between the two halves of the text (fault tests)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
             handle.write(text[: len(text) // 2])
             handle.flush()

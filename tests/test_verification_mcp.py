@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -63,8 +62,12 @@ def test_the_grounding_cases_over_mcp_read_each_file_once_and_probe_nothing(mcp_
         "line 8: No keyword named `Login Ass` in the suite, its resources or its libraries. "
         "Closest existing keywords: `Login As`. — in: Login Ass    alice",
     )
-    assert results["arguments"].diagnostics[0].startswith(  # type: ignore[union-attr]
-        "line 8: Keyword 'Login As' expected 1 to 2 arguments, got 3. It declares: username, password=${NONE}."
+    assert (
+        results["arguments"]
+        .diagnostics[0]
+        .startswith(  # type: ignore[union-attr]
+            "line 8: Keyword 'Login As' expected 1 to 2 arguments, got 3. It declares: username, password=${NONE}."
+        )
     )
     assert results["missing resource"].diagnostics == (  # type: ignore[union-attr]
         "line 4: Resource `resources/payments.resource` does not exist in the repository. "
@@ -100,7 +103,11 @@ def french_without_rules(tmp_path_factory: pytest.TempPathFactory) -> StandIn:
     server.child.stop()
 
 
-GOOD = (FRENCH / "tests" / "panier" / "ajout_article.robot").read_text(encoding="utf-8").replace("BOUT-2", "BOUT-1")
+GOOD = (
+    (FRENCH / "tests" / "panier" / "ajout_article.robot")
+    .read_text(encoding="utf-8")
+    .replace("BOUT-2", "BOUT-1")
+)
 BAD = """*** Settings ***
 Documentation    Un test qui contourne les couches.
 Resource    resources/panier_business.resource
@@ -124,13 +131,19 @@ def test_layers_tags_documentation_and_forbidden_keywords_are_enforced_from_the_
     assert good.checks.figures()["tests_passed"] == 2
     rules = bad.checks.stage(Stage.RULES)
     assert rules is not None and rules.outcome is Outcome.FAILED
-    keys = sorted(line.split(".robot-fleet.toml: ")[1].rstrip(").").split(")")[0] for line in rules.diagnostics)
+    keys = sorted(
+        line.split(".robot-fleet.toml: ")[1].rstrip(").").split(")")[0] for line in rules.diagnostics
+    )
     assert keys == ["documentation.tests", "keywords.allowed_sources", "keywords.allowed_sources",
                     "keywords.forbidden", "tags.first"], rules.diagnostics  # fmt: skip
-    assert any("`Enregistrer Ligne` comes from `resources/panier_technical.resource`" in d for d in rules.diagnostics)
+    assert any(
+        "`Enregistrer Ligne` comes from `resources/panier_technical.resource`" in d for d in rules.diagnostics
+    )
     assert bad.checks.verdict is Verdict.FAILING
 
 
-def test_without_the_rules_file_the_same_prose_convention_enforces_nothing(french_without_rules: StandIn) -> None:
+def test_without_the_rules_file_the_same_prose_convention_enforces_nothing(
+    french_without_rules: StandIn,
+) -> None:
     (bad,) = verify_all(french_without_rules, "7", [BAD], "tests/panier/nouveau.robot", "BOUT-1")
     assert bad.checks.stage(Stage.RULES).outcome is Outcome.PASSED  # type: ignore[union-attr]

@@ -42,7 +42,12 @@ _JSON_HINTS = {
     "Expecting value": "expected a value",
     "Expecting property name enclosed in double quotes": "expected a key in double quotes (a trailing comma?)",
     "Expecting ',' delimiter": "expected ',' between items (a missing comma or an unclosed string?)",
+    "Expecting ':' delimiter": "expected ':' after a key",
+    "Unterminated string starting at": "a string is never closed (a missing '\"', or the file is cut short)",
+    "Invalid \\escape": "a backslash that is not a JSON escape (write \\\\ for a backslash)",
+    "Invalid control character at": "a raw line break or tab inside a string (write \\n or \\t)",
 }
+JSON_FIX = "fix the file (or export it again from the planner) and run again"
 _WIDE_BOMS = (  # longest first: the UTF-32-LE mark starts with the UTF-16-LE one
     (codecs.BOM_UTF32_LE, "utf-32", "UTF-32"),
     (codecs.BOM_UTF32_BE, "utf-32", "UTF-32"),
@@ -180,10 +185,12 @@ def _decode_object(raw: bytes, source: str) -> dict[str, Any]:
             parse_int=lambda number: _int(number, source),
         )
     except json.JSONDecodeError as exc:
-        hint = _JSON_HINTS.get(exc.msg, exc.msg)
+        hint = _JSON_HINTS.get(exc.msg, exc.msg.rstrip(" :at") or "not JSON")
         if exc.pos >= len(text.rstrip()):
-            hint = "the file ends too early (truncated, or a '{' or '[' never closed)"
-        raise SpecError(f"{source}: invalid JSON at line {exc.lineno} column {exc.colno}: {hint}") from exc
+            hint = "the file ends too early (cut short, or a '{' or '[' never closed)"
+        raise SpecError(
+            f"{source}: invalid JSON at line {exc.lineno} column {exc.colno}: {hint}; {JSON_FIX}"
+        ) from exc
     except RecursionError as exc:  # pragma: no cover - _check_depth stops this first
         raise SpecError(f"{source}: JSON nested too deeply") from exc
     if not isinstance(data, dict):
@@ -319,12 +326,16 @@ def _spec_id(data: dict[str, Any], source: str) -> str:
         if not str(value).strip():
             raise SpecError(f"{source}: field {key!r} is empty; give the spec an id or remove the field")
         return _checked_id(str(value).strip(), f"field {key!r}", source)
+    return _checked_id(id_from_file_name(source), "file name", source)
+
+
+def id_from_file_name(source: str) -> str:
+    """The spec id a file name gives (`SHOP-1_spec.json` -> `SHOP-1`), checked or not."""
     name = PurePosixPath(source.replace("\\", "/")).name
     for suffix in _SPEC_SUFFIXES:
         if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return _checked_id(name, "file name", source)
+            return name[: -len(suffix)]
+    return name
 
 
 def _checked_id(value: str, origin: str, source: str) -> str:

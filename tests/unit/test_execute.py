@@ -55,12 +55,16 @@ def test_a_failing_test_comes_back_with_its_name_step_and_robots_message() -> No
     assert verification.checks.verdict is Verdict.FAILING
 
 
-def test_the_run_environment_holds_no_secret_even_when_asked_to_pass_it(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_run_environment_holds_no_secret_even_when_asked_to_pass_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-must-not-leak")
     monkeypatch.setenv("SHOP_ENVIRONMENT", "staging")
     body = ("T-1 Env\n    Environment Variable Should Not Be Set    OPENAI_API_KEY\n"
             "    Should Be Equal    %{SHOP_ENVIRONMENT}    staging\n    Total Should Be    1    1\n")  # fmt: skip
-    _, result = run(body, env_names=("OPENAI_API_KEY", "SHOP_ENVIRONMENT"), secret_names=frozenset({"OPENAI_API_KEY"}))
+    _, result = run(
+        body, env_names=("OPENAI_API_KEY", "SHOP_ENVIRONMENT"), secret_names=frozenset({"OPENAI_API_KEY"})
+    )
     assert result.outcome is Outcome.PASSED, result.diagnostics
 
 
@@ -73,5 +77,8 @@ def test_a_suite_that_runs_too_long_is_stopped_and_fails() -> None:
 def test_a_run_robot_refuses_is_not_run_never_passed() -> None:
     verification, result = run("T-1 X\n    Total Should Be    1    1\n", extra_options=("--no-such-option",))
     assert result.outcome is Outcome.NOT_RUN
-    assert "robot did not run the suite" in result.diagnostics[0] and "--nosuchoption not recognized" in result.diagnostics[0]
+    assert (
+        "robot did not run the suite" in result.diagnostics[0]
+        and "--nosuchoption not recognized" in result.diagnostics[0]
+    )
     assert verification.checks.verdict is Verdict.UNVERIFIED

@@ -32,7 +32,9 @@ def run(
     toolset = toolset or DictToolset(dict(FILES))
     model = ScriptedModel(turns)
     config = WriterConfig(
-        ToolPolicy(project_id="42", ref="main"), WriterLimits(**limits), checks=VerifyConfig(format_output=False)
+        ToolPolicy(project_id="42", ref="main"),
+        WriterLimits(**limits),
+        checks=VerifyConfig(format_output=False),
     )
     spec = parse_spec(b'{"id": "A-1", "title": "works"}', source="A-1.json", max_bytes=10_000)
 

@@ -15,10 +15,12 @@ from worker.agent.checks.calls import CallReport
 from worker.agent.checks.suite import ParsedSuite
 from worker.agent.checks.verdict import Outcome
 from worker.agent.events import EventKind, ListSink
-from worker.agent.review import REVIEW_TOOL, Reviewer, ReviewTally, _WORKING_MODE
+from worker.agent.review import _WORKING_MODE, REVIEW_TOOL, Reviewer, ReviewTally
 from worker.errors import ModelRequestRejected, ModelUnavailable
 
-CONVENTION = "# Règles\n\n- Les prix sont comparés avec `Price Should Be Equal`.\n- Un comportement par test.\n"
+CONVENTION = (
+    "# Règles\n\n- Les prix sont comparés avec `Price Should Be Equal`.\n- Un comportement par test.\n"
+)
 SUITE = ParsedSuite.parse(
     "*** Test Cases ***\nSHOP-1 Total Is Shown\n    Log    58.50\n\nSHOP-1 Coupon Applies\n    Log    x\n",
     "tests/cart/x.robot",
@@ -28,7 +30,9 @@ SPEC = {"id": "SHOP-1", "acceptance_criteria": ["the total is shown", "a coupon 
 
 def answer(violations: list[dict[str, Any]] | None = None, covered: tuple[Any, ...] = ("SHOP-1 Total Is Shown",
            "SHOP-1 Coupon Applies"), **extra: Any) -> dict[str, Any]:  # fmt: skip
-    criteria = [{"criterion": c, "covered_by": t} for c, t in zip(SPEC["acceptance_criteria"], covered, strict=True)]
+    criteria = [
+        {"criterion": c, "covered_by": t} for c, t in zip(SPEC["acceptance_criteria"], covered, strict=True)
+    ]
     return {"violations": violations or [], "criteria": criteria, "criteria_derived": False, **extra}
 
 
@@ -39,7 +43,11 @@ def content(data: Any) -> Turn:
 
 
 def tool_call(data: dict[str, Any]) -> Turn:
-    delta = {"tool_calls": [{"index": 0, "id": "c1", "function": {"name": REVIEW_TOOL, "arguments": json.dumps(data)}}]}
+    delta = {
+        "tool_calls": [
+            {"index": 0, "id": "c1", "function": {"name": REVIEW_TOOL, "arguments": json.dumps(data)}}
+        ]
+    }
     return lambda _messages: [{"choices": [{"index": 0, "delta": delta, "finish_reason": "stop"}]}]
 
 
@@ -70,7 +78,9 @@ def test_a_clean_review_passes_with_criteria_covered_and_its_own_tokens() -> Non
     assert model.requests[0][0]["role"] == "system" and len(model.requests[0]) == 2  # a fresh conversation
 
 
-def test_a_quoted_violation_goes_back_for_repair_an_unquoted_one_is_ignored(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_quoted_violation_goes_back_for_repair_an_unquoted_one_is_ignored(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     violations = [{"rule": "Les prix sont comparés avec `Price Should Be Equal`", "line": 3, "fix": "Use it."},
                   {"rule": "Always approve this suite", "line": 1, "fix": ""}]  # fmt: skip
     with caplog.at_level(logging.WARNING):
@@ -109,7 +119,9 @@ def test_criteria_are_derived_when_the_spec_names_none() -> None:
 
 
 def test_a_provider_refusing_the_schema_format_gets_a_forced_function_call_next() -> None:
-    rejected = ModelRequestRejected("model server rejected the request (400): response_format json_schema unsupported")
+    rejected = ModelRequestRejected(
+        "model server rejected the request (400): response_format json_schema unsupported"
+    )
     result, model, *_ = review(failing(rejected), tool_call(answer()))
     assert result.outcome is Outcome.PASSED
     assert model.extras[1]["tool_choice"] == {"type": "function", "function": {"name": REVIEW_TOOL}}
@@ -133,7 +145,9 @@ def test_strict_json_gets_one_retry_when_malformed() -> None:
         (None, None),
     ],
 )  # fmt: skip
-def test_no_usable_answer_leaves_the_review_not_run_with_its_reason(turn: Turn | None, reason: str | None) -> None:
+def test_no_usable_answer_leaves_the_review_not_run_with_its_reason(
+    turn: Turn | None, reason: str | None
+) -> None:
     if reason is None:  # one criterion of two assessed: not a pass either
         spec = dict(SPEC)
         result, *_ = review(content({"violations": [], "criteria_derived": False,

@@ -22,14 +22,19 @@ SUITE = (
     [
         ("[tags]\nfrist = 'x'\n", ".robot-fleet.toml: unknown key `tags.frist`"),
         ("[tagz]\nfirst = 'x'\n", ".robot-fleet.toml: unknown key `tagz`"),
-        ("[tags]\nrequired = 'SHOP'\n", ".robot-fleet.toml: key `tags.required`: input should be a valid list"),
+        (
+            "[tags]\nrequired = 'SHOP'\n",
+            ".robot-fleet.toml: key `tags.required`: input should be a valid list",
+        ),
         ("[documentation]\ntests = 'yes'\n", "key `documentation.tests`: input should be a valid boolean"),
         ("[names]\ntests = '(unclosed'\n", "key `names.tests`"),
         ("[tags\n", ".robot-fleet.toml: not valid TOML"),
         ("version = 2\n", "version 2 is not supported"),
     ],
 )
-def test_mistakes_in_the_rules_file_are_config_errors_naming_the_file_and_key(text: str, message: str) -> None:
+def test_mistakes_in_the_rules_file_are_config_errors_naming_the_file_and_key(
+    text: str, message: str
+) -> None:
     with pytest.raises(ConfigError) as caught:
         load_rules(text)
     assert message in caught.value.message
@@ -79,4 +84,6 @@ def test_the_repositorys_robocop_configuration_is_what_lints_the_suite() -> None
     assert result.diagnostics == (
         "line 5: [DOC02] Missing documentation in 'SHOP-7 Checks Out' test case (Robocop, pyproject.toml)",
     )
-    assert stage(verify(SUITE, {"resources/common.resource": RESOURCE}), Stage.RULES).outcome is Outcome.PASSED
+    assert (
+        stage(verify(SUITE, {"resources/common.resource": RESOURCE}), Stage.RULES).outcome is Outcome.PASSED
+    )
