@@ -18,6 +18,13 @@ UNANSWERED = (
     "An assistant message with 'tool_calls' must be followed by tool messages responding to each "
     "'tool_call_id'. The following tool_call_ids did not have response messages: {ids}"
 )
+RESPONSE_FORMATS = ("json_object", "json_schema", "text")
+JSON_WORD = (
+    "'messages' must contain the word 'json' in some form, to use 'response_format' of type 'json_object'."
+)
+TOOL_CHOICE_WITHOUT_TOOLS = (
+    "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified."
+)
 ORPHAN = (
     "Invalid parameter: messages with role 'tool' must be a response to a preceeding message with "
     "'tool_calls'."
@@ -56,6 +63,32 @@ def validate_request(body: Any) -> None:
     for index, message in enumerate(messages):
         _check_message(index, message)
     check_tool_pairing(messages)
+    _check_response_format(body.get("response_format"), messages)
+    if body.get("tool_choice") is not None and not body.get("tools"):
+        raise ProtocolError(TOOL_CHOICE_WITHOUT_TOOLS, "tool_choice", None)
+
+
+def _check_response_format(value: Any, messages: Sequence[Mapping[str, Any]]) -> None:
+    """The real API's checks of `response_format`, which a structured review request meets."""
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise ProtocolError("Invalid type for 'response_format': expected an object.", "response_format")
+    kind = value.get("type")
+    if kind not in RESPONSE_FORMATS:
+        raise ProtocolError(
+            f"Invalid value: '{kind}'. Supported values are: 'json_object', 'json_schema', and 'text'.",
+            "response_format.type",
+            "invalid_value",
+        )
+    if kind == "json_schema" and not isinstance(value.get("json_schema"), dict):
+        raise ProtocolError(
+            "Missing required parameter: 'response_format.json_schema'.",
+            "response_format.json_schema",
+            "missing_required_parameter",
+        )
+    if kind == "json_object" and not any("json" in content_text(m.get("content")).lower() for m in messages):
+        raise ProtocolError(JSON_WORD, "messages", None)
 
 
 def _check_message(index: int, message: Any) -> None:
