@@ -39,11 +39,22 @@ FENCE_AFTER = "Let me know if you want more scenarios."
 
 
 @dataclass(frozen=True)
+class RawCall:
+    """A tool call whose arguments are sent as this text exactly, JSON or not (a reviewer's
+    answer, malformed on purpose by a knob)."""
+
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
 class ToolTurn:
     """The assistant calls these tools in one turn."""
 
-    calls: tuple[Call, ...]
+    calls: tuple[Call | RawCall, ...]
     thinking: str = ""
+    forced: bool = False
+    # the request's tool_choice named the function: the real API then finishes with "stop"
 
 
 @dataclass(frozen=True)
@@ -55,7 +66,15 @@ class Answer:
     repair: bool = False
 
 
-Action = ToolTurn | Answer
+@dataclass(frozen=True)
+class Refusal:
+    """The assistant declines (structured outputs' `refusal`): no content, no tool call."""
+
+    text: str
+    thinking: str = ""
+
+
+Action = ToolTurn | Answer | Refusal
 
 
 @dataclass

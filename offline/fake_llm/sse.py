@@ -10,6 +10,9 @@ Quirk shapes (see `Knobs.quirks`):
 - empty_ids: tool-call ids are "".
 - args_object: `function.arguments` is a JSON object, sent whole in the call's first chunk.
 - stop_with_tools: `finish_reason` "stop" although tool calls were sent.
+
+A turn whose function the request forced (`tool_choice`) finishes with "stop", as the real API
+does; a `Refusal` streams `delta.refusal` pieces and no content.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ import string
 from dataclasses import dataclass
 from typing import Any
 
+from offline.fake_llm.history import Call
 from offline.fake_llm.knobs import Knobs
-from offline.fake_llm.policy import Action, Answer, ToolTurn
+from offline.fake_llm.policy import Action, Answer, RawCall, Refusal, ToolTurn
 
 ALPHANUMERIC = string.ascii_letters + string.digits
 ARGUMENT_PIECE = 8
@@ -52,6 +56,28 @@ def tool_call_ids(action: Action, knobs: Knobs) -> list[str]:
     return ["" if "empty_ids" in knobs.quirks else random_id("call_", 24) for _ in range(count)]
 
 
+def arguments_text(call: Call | RawCall) -> str:
+    """A call's `function.arguments` as sent: JSON of its arguments, or a raw call's text."""
+    return call.arguments if isinstance(call, RawCall) else json.dumps(call.arguments)
+
+
+def arguments_object(call: Call | RawCall) -> Any:
+    """The args_object quirk's `function.arguments`: an object, or the text when it is none."""
+    if isinstance(call, Call):
+        return dict(call.arguments)
+    try:
+        value = json.loads(call.arguments)
+    except ValueError:
+        return call.arguments
+    return value if isinstance(value, dict) else call.arguments
+
+
+def finish_reason(action: Action, knobs: Knobs) -> str:
+    if not isinstance(action, ToolTurn) or action.forced or "stop_with_tools" in knobs.quirks:
+        return "stop"
+    return "tool_calls"
+
+
 def text_pieces(text: str) -> list[str]:
     """Word-sized pieces that join back to `text` exactly."""
     return [piece for piece in re.split(r"(?<=\s)(?=\S)", text) if piece]
@@ -60,9 +86,9 @@ def text_pieces(text: str) -> list[str]:
 def output_chars(action: Action, knobs: Knobs) -> int:
     """Characters generated, for completion_tokens (thinking counts when it is sent)."""
     size = len(action.thinking) if "thinking" in knobs.quirks else 0
-    if isinstance(action, Answer):
+    if isinstance(action, Answer | Refusal):
         return size + len(action.text)
-    return size + sum(len(c.name) + len(json.dumps(c.arguments)) for c in action.calls)
+    return size + sum(len(c.name) + len(arguments_text(c)) for c in action.calls)
 
 
 def _chunk(meta: Meta, delta: dict[str, Any], finish: str | None, usage_field: bool) -> dict[str, Any]:
@@ -84,10 +110,10 @@ def _call_deltas(action: ToolTurn, ids: list[str], knobs: Knobs) -> list[list[di
     deltas: list[list[dict[str, Any]]] = []
     for position, (call_id, call) in enumerate(zip(ids, action.calls, strict=True)):
         index = 0 if "index0" in knobs.quirks else position
-        arguments = json.dumps(call.arguments)
+        arguments = arguments_text(call)
         head: dict[str, Any] = {"index": index, "id": call_id, "type": "function"}
         if "args_object" in knobs.quirks:
-            deltas.append([{**head, "function": {"name": call.name, "arguments": dict(call.arguments)}}])
+            deltas.append([{**head, "function": {"name": call.name, "arguments": arguments_object(call)}}])
         elif knobs.tool_calls == "whole":
             deltas.append([{**head, "function": {"name": call.name, "arguments": arguments}}])
         else:
@@ -111,6 +137,8 @@ def _content_deltas(action: Action, knobs: Knobs) -> list[dict[str, Any]]:
     if isinstance(action, Answer):
         for piece in text_pieces(action.text):
             deltas.append({"content": [{"type": "text", "text": piece}] if thinking else piece})
+    if isinstance(action, Refusal):
+        deltas += [{"refusal": piece} for piece in text_pieces(action.text)]
     return deltas
 
 
@@ -119,16 +147,15 @@ def stream_chunks(
 ) -> list[dict[str, Any]]:
     """All chunks of one streamed turn; with `usage`, a last chunk with no choices carries it."""
     usage_field = usage is not None
-    is_tools = isinstance(action, ToolTurn)
-    first = {"role": "assistant", "content": None if is_tools else "", "refusal": None}
+    silent = isinstance(action, ToolTurn | Refusal)
+    first = {"role": "assistant", "content": None if silent else "", "refusal": None}
     chunks = [_chunk(meta, first, None, usage_field)]
     chunks += [_chunk(meta, delta, None, usage_field) for delta in _content_deltas(action, knobs)]
     if isinstance(action, ToolTurn):
         chunks += [
             _chunk(meta, {"tool_calls": d}, None, usage_field) for d in _call_deltas(action, ids, knobs)
         ]
-    finish = "tool_calls" if is_tools and "stop_with_tools" not in knobs.quirks else "stop"
-    chunks.append(_chunk(meta, {}, finish, usage_field))
+    chunks.append(_chunk(meta, {}, finish_reason(action, knobs), usage_field))
     if usage is not None:
         last = _chunk(meta, {}, None, True)
         last["choices"] = []
@@ -143,7 +170,8 @@ def _message(action: Action, knobs: Knobs, ids: list[str]) -> dict[str, Any]:
     if "thinking" in knobs.quirks:
         content = [{"type": "thinking", "thinking": [{"type": "text", "text": action.thinking}]}]
         content += [{"type": "text", "text": text}] if text else []
-    message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+    refusal = action.text if isinstance(action, Refusal) else None
+    message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": refusal}
     if isinstance(action, ToolTurn):
         object_args = "args_object" in knobs.quirks
         message["tool_calls"] = [
@@ -152,7 +180,7 @@ def _message(action: Action, knobs: Knobs, ids: list[str]) -> dict[str, Any]:
                 "type": "function",
                 "function": {
                     "name": call.name,
-                    "arguments": dict(call.arguments) if object_args else json.dumps(call.arguments),
+                    "arguments": arguments_object(call) if object_args else arguments_text(call),
                 },
             }
             for call_id, call in zip(ids, action.calls, strict=True)
@@ -164,8 +192,7 @@ def completion_body(
     action: Action, knobs: Knobs, meta: Meta, ids: list[str], usage: dict[str, Any]
 ) -> dict[str, Any]:
     """The non-streaming `chat.completion` object."""
-    is_tools = isinstance(action, ToolTurn)
-    finish = "tool_calls" if is_tools and "stop_with_tools" not in knobs.quirks else "stop"
+    finish = finish_reason(action, knobs)
     return {
         "id": meta.id,
         "object": "chat.completion",
