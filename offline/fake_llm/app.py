@@ -8,6 +8,10 @@ Server-wide `rpm` / `tpm` budgets (a sliding window of `rate_window` seconds) an
 `Retry-After`, as the real API's rate limits do. A valid request is checked against them before its
 knobs are read; it is charged its prompt tokens when admitted and its completion tokens when the
 answer is produced.
+
+A request that asks for a structured answer (`response_format` json_schema / json_object, or a
+`tool_choice` naming a function) is a review request: the scripted reviewer answers it
+(`reviewer.py`), not the writer.
 """
 
 from __future__ import annotations
@@ -25,10 +29,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from offline.fake_llm import protocol, sse
+from offline.fake_llm import protocol, reviewer, sse
 from offline.fake_llm.history import find_spec, read_history
 from offline.fake_llm.knobs import KnobError, Knobs, ServerConfig, resolve
 from offline.fake_llm.policy import Action, Answer, ToolTurn, decide
+from offline.fake_llm.review_request import ReviewRequest, read_review
 from offline.fake_llm.stats import Conversation, Stats
 from offline.fake_llm.suite import spec_id
 from offline.window import Budget, Entry, retry_after_header
@@ -86,6 +91,7 @@ class FakeLLM:
         self.stats = Stats(window_s=self.config.rate_window)
         self.budget = Budget(self.config.rate_window, self.config.rpm, self.config.tpm)
         self.systems_seen: set[str] = set()
+        self.review_book = reviewer.ReviewBook()
 
     async def chat(self, request: Request) -> Response:
         arrived = time.monotonic()
@@ -113,18 +119,53 @@ class FakeLLM:
         refusal = self._over_budget(messages, key, call)
         if refusal is not None:
             return refusal
-        spec = find_spec(protocol.first_user_text(messages))
+        review = read_review(body)
+        spec = review.spec if review is not None else find_spec(protocol.first_user_text(messages))
         try:
             knobs = resolve(self.config.knobs, body["model"], request.headers.get(OVERRIDE_HEADER), spec)
         except KnobError as exc:
             return error_response(400, str(exc), "invalid_request_error", "model")
         conversation = self.stats.conversation(key, spec_id(spec) if spec else "")
         conversation.requests += 1
+        if review is not None:
+            self.stats.reviews += 1
+            self.stats.reviews_by_mode[review.mode] += 1
         fault = self._fault(knobs, conversation, key)
         if fault is not None:
             return fault
+        if review is not None:
+            return await self._review(body, knobs, review, conversation, key, call)
         action = decide(read_history(messages, body.get("tools")), knobs)
-        return await self._respond(body, knobs, action, conversation, key, call)
+        self._count(action, conversation)
+        return await self._respond(body, knobs, action, key, call)
+
+    async def _review(
+        self,
+        body: dict[str, Any],
+        knobs: Knobs,
+        review: ReviewRequest,
+        conversation: Conversation,
+        key: str,
+        call: _Call,
+    ) -> Response:
+        """The reviewer's answer, or the error its knob answers instead."""
+        status = reviewer.rejection(knobs.review, review.mode)
+        if status == 400:
+            self.stats.review_answers["rejected"] += 1
+            return error_response(
+                400, reviewer.UNSUPPORTED_SCHEMA, "invalid_request_error", "response_format"
+            )
+        if status == 500:
+            self.stats.review_answers["error500"] += 1
+            self.stats.faults_injected += 1
+            conversation.faults += 1
+            message, kind, code = FAULTS[500]
+            return error_response(500, message, kind, None, code)
+        action, said = reviewer.answer(review, knobs.review, self.review_book)
+        self.stats.review_answers[said] += 1
+        self.stats.completions += 1
+        conversation.completions += 1
+        return await self._respond(body, knobs, action, key, call)
 
     def _over_budget(self, messages: list[dict[str, Any]], key: str, call: _Call) -> JSONResponse | None:
         """Admit the request into the rpm/tpm budget, or answer 429 as the real API does."""
@@ -212,11 +253,9 @@ class FakeLLM:
         body: dict[str, Any],
         knobs: Knobs,
         action: Action,
-        conversation: Conversation,
         key: str,
         call: _Call,
     ) -> Response:
-        self._count(action, conversation)
         usage = self._usage(body["messages"], sse.output_chars(action, knobs), call)
         meta = sse.Meta(sse.completion_id(), int(time.time()), body["model"].partition("?")[0])
         ids = sse.tool_call_ids(action, knobs)

@@ -44,6 +44,12 @@ def serve(
     fences: bool = typer.Option(False, "--fences/--no-fences", help="Fence final answers with chatter."),
     no_answer: str = typer.Option("none", "--no-answer", help="none | empty | loop."),
     evil: bool = typer.Option(False, "--evil/--no-evil", help="Call write and unoffered tools first."),
+    review: str = typer.Option(
+        "pass",
+        "--review",
+        help="How review requests are answered: pass | violation | uncovered | malformed | refusal | "
+        "no_json_schema | error500 | obey.",
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the fault RNG."),
     rate_window: float = typer.Option(
         60.0, "--rate-window", min=0.001, help="Seconds of the sliding window of --rpm, --tpm and /stats."
@@ -76,6 +82,7 @@ def serve(
         "fences": fences,
         "no_answer": no_answer,
         "evil": evil,
+        "review": review,
     }
     try:
         knobs = Knobs().merged(settings)

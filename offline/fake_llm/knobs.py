@@ -28,6 +28,7 @@ DRAFTS = (
     "rule_breaking",
 )
 NO_ANSWERS = ("none", "empty", "loop")
+REVIEWS = ("pass", "violation", "uncovered", "malformed", "refusal", "no_json_schema", "error500", "obey")
 FAIL_STATUSES = (429, 500, 400)
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -69,6 +70,8 @@ class Knobs:
     # none | empty (empty final turn) | loop (calls get_repository_tree forever)
     evil: bool = False
     # call write tools, a foreign project and an unoffered tool before answering
+    review: str = "pass"
+    # see REVIEWS: how the reviewer answers a review request (reviewer.py)
 
     def merged(self, overrides: Mapping[str, Any]) -> Knobs:
         """A copy with `overrides` applied (values may be strings, as in a query string)."""
@@ -109,6 +112,7 @@ def _check_choice(name: str, value: Any) -> None:
         "tool_calls": TOOL_CALL_MODES,
         "draft": DRAFTS,
         "no_answer": NO_ANSWERS,
+        "review": REVIEWS,
         "fail_status": FAIL_STATUSES,
     }
     if name in choices and value not in choices[name]:

@@ -79,6 +79,12 @@ class Stats:
     final_answers: int = 0
     empty_answers: int = 0
     repairs: int = 0
+    reviews: int = 0
+    # review requests (a structured answer asked for), whatever their answer
+    reviews_by_mode: Counter[str] = field(default_factory=Counter)
+    # ...by mode: json_schema, tool, json_object
+    review_answers: Counter[str] = field(default_factory=Counter)
+    # what the reviewer said: pass, violation, uncovered, malformed, refusal, obey, rejected, error500
     protocol_errors: int = 0
     faults_injected: int = 0
     rate_limited: int = 0
@@ -106,6 +112,9 @@ class Stats:
             "final_answers": self.final_answers,
             "empty_answers": self.empty_answers,
             "repairs": self.repairs,
+            "reviews": self.reviews,
+            "reviews_by_mode": dict(self.reviews_by_mode),
+            "review_answers": dict(self.review_answers),
             "protocol_errors": self.protocol_errors,
             "faults_injected": self.faults_injected,
             "rate_limited": self.rate_limited,
