@@ -52,6 +52,7 @@ SHOP-900 Expired Coupon Is Refused
 """
 FIRST_TEST, SECOND_TEST = "SHOP-900 Valid Coupon Lowers The Total", "SHOP-900 Expired Coupon Is Refused"
 FIRST_TEST_LINE = 7
+FIRST_STEP_LINE = 10
 SPEC = {
     "id": "SHOP-900",
     "title": "Coupons",
@@ -294,8 +295,9 @@ def test_violation_reports_a_quoted_rule_on_the_first_review_of_a_spec_only(revi
     found = json.loads(answer_text(first, "json_schema"))
     [violation] = found["violations"]
     assert quoted_from(violation["rule"], CONVENTION) and "`" not in violation["rule"]
-    assert violation["line"] == FIRST_TEST_LINE and violation["fix"]
+    assert violation["line"] == FIRST_STEP_LINE and violation["fix"]  # the first test's first step
     assert SUITE.splitlines()[FIRST_TEST_LINE - 1] == FIRST_TEST
+    assert SUITE.splitlines()[FIRST_STEP_LINE - 1].strip() == "Login As    alice"
     assert found["criteria"] == PASSED["criteria"] and not schema_errors(found, SCHEMA)
     assert json.loads(answer_text(second, "tool")) == PASSED
     assert reviewer.stats()["review_answers"] == {"violation": 1, "pass": 1}

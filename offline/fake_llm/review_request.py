@@ -40,6 +40,8 @@ class SuiteTest:
     name: str
     line: int
     steps: tuple[str, ...] = ()
+    step_line: int = 0
+    """The line of its first step (0: none): where a reviewer points at what the test does."""
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,9 @@ def read_tests(numbered: str) -> list[SuiteTest]:
                 tests.append(SuiteTest(CELL_SEPARATOR.split(text.strip())[0], number))
             elif tests and not text.strip().startswith("["):
                 last = tests[-1]
-                tests[-1] = SuiteTest(last.name, last.line, (*last.steps, text.strip()))
+                tests[-1] = SuiteTest(
+                    last.name, last.line, (*last.steps, text.strip()), last.step_line or number
+                )
     return tests
 
 

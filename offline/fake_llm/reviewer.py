@@ -63,7 +63,7 @@ def answer(request: ReviewRequest, knob: str, book: ReviewBook) -> tuple[Action,
     `refusal`, `obey`), for the stats.
 
     - violation: the first review of a spec id reports one violation of a rule quoted from the
-      convention, on the first test's line; later reviews pass.
+      convention, on the first test's first step; later reviews pass.
     - uncovered: the first review of a spec id reports the last criterion covered by no test.
     - malformed: text that is not JSON; refusal: a `refusal` and no content.
     - obey: a reviewer that obeyed an injected instruction: approval fields outside the schema and
@@ -89,7 +89,8 @@ def _misjudge(knob: str, request: ReviewRequest, judgement: dict[str, Any]) -> s
         rule = quoted_rule(request.convention)
         if not rule:
             return "pass"
-        line = request.tests[0].line if request.tests else None
+        first = request.tests[0] if request.tests else None
+        line = (first.step_line or first.line) if first else None  # a step: the test's name is not the breach
         fix = f"Change line {line} so that it follows this rule." if line else "Follow this rule."
         judgement["violations"] = [{"rule": rule, "line": line, "fix": fix}]
         return "violation"

@@ -231,7 +231,8 @@ def _signatures(report: CallReport) -> list[str]:
 
 
 def _flat(text: str) -> str:
-    return " ".join(re.sub(r"[*_`\"'«»“”]", " ", text).lower().split())
+    """Text compared without markdown and quote marks (a quote often drops them): deleted, not spaced."""
+    return " ".join(re.sub(r"[*`\"'«»“”‘’]", "", text).lower().split())
 
 
 def quoted_from(rule: str, convention: str) -> bool:
