@@ -139,7 +139,7 @@ async def follow_batch(
                 return view, collected
 
 
-WIDE = 120
+WIDE = 150
 """From this many columns on, the table also shows attempts, rounds and time in columns of their own."""
 STATE_STYLES = {"collected": "green", "succeeded": "green", "failed": "red", "running": "cyan"}
 
