@@ -243,8 +243,9 @@ def flower(
 ) -> None:
     """Start Flower on the fleet's broker (basic auth from FLOWER_BASIC_AUTH=user:password)."""
     from worker.celery_app import app as celery_app
+    from worker.celery_config import flower_argv
 
-    celery_app.start(["flower", f"--port={port}", f"--address={address}"])
+    celery_app.start(flower_argv(port, address))
 
 
 @app.command("demo")

@@ -189,7 +189,7 @@ def test_flower_lists_the_batch_tasks_with_spec_ids_and_states(fleet: Fleet, tmp
             seen = {
                 task["args"]: task["state"]
                 for task in tasks.values()
-                if task.get("name") == "robot_fleet.generate"
+                if " @ t-flower-" in (task.get("name") or "")  # named SPEC @ BATCH once received
             }
             if len(seen) >= 4 and "PENDING" not in seen.values() and "STARTED" not in seen.values():
                 break

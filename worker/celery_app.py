@@ -69,7 +69,8 @@ def _start_lease_sweeper(**_: object) -> None:
 def _lease_on_receipt(request: Any, **_: object) -> None:
     """Lease a job the moment this worker receives it, before it waits for a slot."""
     # a retry waiting for its countdown (eta) is leased when it becomes due and is held for real
-    if _sweeper is not None and request.name == TASK_NAME and request.args and not request.eta:
+    # `type` is the task run; `name` is the job's shown name (`celery_config.shown_name`)
+    if _sweeper is not None and request.type == TASK_NAME and request.args and not request.eta:
         try:
             _sweeper.renew([str(request.args[0])])
         except (RedisError, OSError) as exc:  # the periodic renewal will lease it
@@ -88,7 +89,7 @@ def _held_jobs() -> list[str]:
             continue
     else:
         return []
-    return [str(request.args[0]) for request in requests if request.name == TASK_NAME and request.args]
+    return [str(request.args[0]) for request in requests if request.type == TASK_NAME and request.args]
 
 
 @worker_shutdown.connect

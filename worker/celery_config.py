@@ -57,10 +57,38 @@ def create_app(settings: Settings) -> Celery:
     return app
 
 
+FLOWER_TASK_COLUMNS = ("name", "state", "retries", "received", "runtime", "worker", "result")
+"""The columns of Flower's tasks page: the name says spec and batch, `result` the round reached."""
+FLOWER_PURGE_OFFLINE_S = 600
+"""Workers gone this long leave Flower's list (scaled-down or restarted containers pile up there)."""
+
+
+def shown_name(job_id: str, spec_id: str) -> str:
+    """The name a job's task goes by in Flower and in the worker's log lines: `SPEC_ID @ BATCH`.
+
+    Celery's `shadow` name: the worker still runs TASK_NAME (a request's `type`), but its events
+    (`task-received` onwards) and log lines carry this name."""
+    batch_id = job_id.removesuffix(f":{spec_id}")
+    return f"{spec_id} @ {batch_id}"
+
+
+def flower_argv(port: int, address: str) -> list[str]:
+    """`celery flower` arguments for the fleet (Flower 2.2's own option names)."""
+    return [
+        "flower",
+        f"--port={port}",
+        f"--address={address}",
+        f"--tasks_columns={','.join(FLOWER_TASK_COLUMNS)}",
+        f"--purge_offline_workers={FLOWER_PURGE_OFFLINE_S}",
+    ]
+
+
 def send_job(app: Celery, job_id: str, spec_id: str) -> str:
-    """One task for one job; its arguments show the spec id only (in Flower), never the spec."""
+    """One task for one job; its arguments show the spec id only (in Flower), never the spec, and its
+    name shows the spec id and the batch (`shown_name`)."""
     try:
-        result = app.send_task(TASK_NAME, args=[job_id], queue=QUEUE, argsrepr=repr(spec_id), kwargsrepr="{}")
+        result = app.send_task(TASK_NAME, args=[job_id], queue=QUEUE, argsrepr=repr(spec_id), kwargsrepr="{}",
+                               shadow=shown_name(job_id, spec_id))  # fmt: skip
     except OperationalError as exc:
         raise StoreUnavailable(f"could not queue job {job_id}: {exc}") from exc
     return str(result.id)

@@ -70,4 +70,16 @@ def _wait_reporting_progress(task: Task, future: concurrent.futures.Future[Any],
             if snapshot["version"] != sent_version:
                 sent_version = int(snapshot["version"])
                 task.send_event("task-progress", round=snapshot["round"], tool=snapshot["tool"],
-                                tokens=snapshot["tokens"], at=time.time())  # fmt: skip
+                                tokens=snapshot["tokens"], at=time.time(),
+                                result=progress_line(snapshot))  # fmt: skip
+
+
+def progress_line(snapshot: dict[str, int | str]) -> str:
+    """A running job as Flower shows it: `round 3 · get_file_contents · 41,200 tokens`.
+
+    Flower draws only its own task fields; a custom event such as `task-progress` makes the task's
+    state PROGRESS and merges its fields into the task, so `result` (a column of the tasks page and
+    a line of the task page) carries the round reached until the task's return value replaces it;
+    a failed task keeps the last one."""
+    tool = f" · {snapshot['tool']}" if snapshot["tool"] else ""
+    return f"round {snapshot['round']}{tool} · {int(snapshot['tokens']):,} tokens"
