@@ -248,6 +248,20 @@ def flower(
     celery_app.start(flower_argv(port, address))
 
 
+@app.command("metrics")
+def metrics(
+    port: Annotated[int, typer.Option("--port", help="HTTP port.")] = 9808,
+    address: Annotated[str, typer.Option("--address", help="Bind address.")] = "127.0.0.1",
+    batches: Annotated[
+        int, typer.Option("--batches", min=0, max=20, help="Newest batches exported with a batch label.")
+    ] = 5,
+) -> None:
+    """Serve the fleet's Prometheus metrics: jobs, verdicts, tokens, rounds, rate-limit waits, queue."""
+    from producer.metrics import serve
+
+    raise typer.Exit(serve(_settings(), port=port, address=address, recent=batches))
+
+
 @app.command("demo")
 def demo(
     output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Where the files go.")] = Path(

@@ -24,9 +24,9 @@ DOCKERFILE = REPO_ROOT / "Dockerfile"
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"
 ENV_EXAMPLE = REPO_ROOT / ".env.example"
 
-CORE_SERVICES = {"redis", "worker", "flower", "collector"}
+CORE_SERVICES = {"redis", "worker", "flower", "collector", "metrics"}
 DEMO_SERVICES = {"mcp", "llm"}
-FLEET_SERVICES = {"worker", "flower", "collector"}  # the ones that talk to Redis
+FLEET_SERVICES = {"worker", "flower", "collector", "metrics"}  # the ones that talk to Redis
 
 # Variables that are not Settings fields but are part of the deployment contract.
 KNOWN_EXTRAS = {
@@ -217,7 +217,7 @@ def test_compose_file_parses_as_a_compose_spec_mapping_without_the_obsolete_vers
     assert isinstance(data["services"], dict)
 
 
-def test_compose_defines_redis_worker_flower_collector_and_the_demo_stand_ins():
+def test_compose_defines_redis_worker_flower_collector_metrics_and_the_demo_stand_ins():
     assert set(compose()["services"]) == CORE_SERVICES | DEMO_SERVICES
 
 
@@ -310,6 +310,15 @@ def test_flower_publishes_5555_listens_on_all_interfaces_and_takes_basic_auth_fr
     assert args[args.index("--address") + 1] == "0.0.0.0"  # the CLI default, 127.0.0.1, is unreachable
     auth = environment(svc)["FLOWER_BASIC_AUTH"]
     assert WHOLE_REF_RE.match(auth) and "FLOWER_BASIC_AUTH" in auth and ":?" in auth
+
+
+def test_metrics_listens_on_all_interfaces_inside_the_stack_and_is_published_on_loopback_only():
+    svc = service("metrics")
+    args = command_args(svc)
+    assert args[0] == "metrics"
+    assert args[args.index("--address") + 1] == "0.0.0.0"
+    port = args[args.index("--port") + 1]
+    assert [str(published) for published in svc["ports"]] == [f"127.0.0.1:{port}:{port}"]
 
 
 def test_collector_follows_results_into_a_host_directory_mounted_on_output():

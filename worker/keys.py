@@ -9,6 +9,9 @@ rfleet:job:{job}:spec               string  the spec JSON (task arguments carry 
 rfleet:job:{job}:result             string  the result JSON of the current attempt
 rfleet:job:{job}:log                stream  the job's streamed log (capped)
 rfleet:leases                       zset  job id -> deadline of its running or retrying attempt
+rfleet:stats:rate-limit-waits       hash  budget -> requests that waited for a fleet-wide budget
+rfleet:stats:rate-limit-wait-s      hash  budget -> seconds those requests waited
+robot-fleet                         list  kombu's: the Celery queue's waiting messages (read only)
 """
 
 from __future__ import annotations
@@ -59,3 +62,20 @@ def job_log(job_id: str) -> str:
 
 def leases() -> str:
     return f"{PREFIX}:leases"
+
+
+def rate_limit_waits() -> str:
+    """No expiry: the fleet's lifetime counters (one field per budget), which Prometheus reads as
+    counters; a flushed Redis is a counter reset to it."""
+    return f"{PREFIX}:stats:rate-limit-waits"
+
+
+def rate_limit_wait_seconds() -> str:
+    """No expiry, as `rate_limit_waits`."""
+    return f"{PREFIX}:stats:rate-limit-wait-s"
+
+
+def broker_queue(queue: str) -> str:
+    """The Redis list in which kombu keeps a Celery queue's waiting messages (those sent with no
+    priority, as the fleet's are). kombu owns it: read its length, never write it."""
+    return queue

@@ -39,6 +39,9 @@ Details that keep the guarantee honest:
   outage (the broker is on the same Redis). redis-py retries a lost connection a few times first.
 - A worker waiting on a budget logs it at INFO, at most once per budget every `LOG_EVERY_S` seconds
   per process, so slow jobs have a visible reason.
+- Every wait is also counted fleet-wide in Redis (`keys.rate_limit_waits`, and the seconds waited in
+  `keys.rate_limit_wait_seconds`), for `robot-fleet metrics`: a process's own counters die with it.
+  A count that cannot be written is skipped, never a reason to fail the request.
 Set the same budgets on every worker: the key holds the budget and window, so workers configured
 differently count in different keys.
 """
@@ -64,6 +67,7 @@ from limits.errors import StorageError
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
+from worker import keys
 from worker.agent.tools import BUDGET_WAIT
 from worker.errors import StoreUnavailable
 from worker.settings import Settings
@@ -247,12 +251,14 @@ class FleetLimiter:
         self.waits += 1
         self.waiting[budget.name] = self.waiting.get(budget.name, 0) + 1
         try:
+            await self._count_wait(keys.rate_limit_waits(), budget, 1)
             logged = False
             while True:
                 reset_at, remaining = await self._redis(
                     self._strategy.get_window_stats(budget.item, budget.name)
                 )
                 if remaining >= units:
+                    await self._count_wait(keys.rate_limit_wait_seconds(), budget, time.monotonic() - started)
                     return
                 delay = max(reset_at - time.time(), MIN_SLEEP_S) + random.uniform(0, MAX_JITTER_S)
                 if not logged:
@@ -264,6 +270,14 @@ class FleetLimiter:
             if caller is not None and caller.since is not None:
                 caller.waited_s += asyncio.get_running_loop().time() - caller.since
                 caller.since = None
+
+    async def _count_wait(self, key: str, budget: Budget, amount: float) -> None:
+        """Add `amount` to the budget's fleet-wide wait counter in `key` (best effort: see module doc)."""
+        client: Any = self._storage.bridge.get_connection()
+        try:
+            await client.hincrbyfloat(key, budget.name, amount)
+        except (redis.exceptions.RedisError, OSError) as exc:
+            logger.debug("fleet-wide limit: could not count a wait on %s: %s", budget.name, exc)
 
     def _log_wait(self, budget: Budget, delay: float) -> bool:
         now = time.monotonic()
