@@ -187,3 +187,14 @@ def test_missing_convention_with_real_texts_is_still_the_convention() -> None:
     with pytest.raises(ConventionMissing, match=r"doc/convention.md at ref main is missing"):
         asyncio.run(fetch_context(real_guard(toolset), "42", "main"))
     assert [name for name, _ in toolset.calls].count("get_project") == 1
+
+
+def test_a_server_without_file_or_tree_tools_is_a_configuration_error() -> None:
+    toolset = GitLabTree({"doc/convention.md": "# Rules"})
+    listing = [spec for spec in asyncio.run(toolset.list_tools()) if spec.name == "get_project"]
+    tools = GuardedTools(toolset, listing, ToolPolicy(project_id="42", ref="main"))
+    with pytest.raises(
+        ConfigError, match=r"GITLAB_MCP_URL offers no get_file_contents or get_repository_tree tool"
+    ):
+        asyncio.run(fetch_context(tools, "42", "main"))
+    assert toolset.calls == []

@@ -29,6 +29,7 @@ from worker.errors import ConfigError, ConventionMissing, RobotFleetError, ToolS
 logger = logging.getLogger(__name__)
 
 CONVENTION_PATH = "doc/convention.md"
+READ_TOOLS_NEEDED = ("get_file_contents", "get_repository_tree")
 TREE_PAGE_SIZE = 100
 MAX_TREE_PAGES = 200
 TREE_CONCURRENCY = 4
@@ -259,6 +260,11 @@ async def _convention_and_tree(
     """Both at once; when one fails the other is cancelled and awaited, so no call of this fetch is
     still in flight when its caller closes the session. A "not found" is checked against the
     project and the ref before it is believed."""
+    if missing := [name for name in READ_TOOLS_NEEDED if name not in tools.names]:
+        raise ConfigError(
+            f"the MCP server at GITLAB_MCP_URL offers no {' or '.join(missing)} tool: the writer cannot read "
+            "the repository through it (GitLab's own /api/v4/mcp has none; zereight/gitlab-mcp has both)"
+        )
     convention = asyncio.ensure_future(fetch_convention(tools, ref))
     tree = asyncio.ensure_future(walker.walk())
     try:
