@@ -26,7 +26,8 @@ Also here, because they are facts about servers met in production (zereight/gitl
   connections start with `initialize` (`mode="legacy"`) instead of probing again;
 - the SDK logs a traceback ("Error parsing SSE message ... ClosedResourceError") when an answer
   arrives for a call whose reader is already gone (a cancelled call, a session being closed).
-  That is not an error of ours or the server's: `QuietClosedStreams` turns it into one DEBUG line.
+  That is not an error of ours or the server's: `QuietClosedStreams` turns it into one DEBUG line
+  (and the SDK's warning about a DELETE the server refused at close into INFO).
 """
 
 from __future__ import annotations
@@ -69,19 +70,26 @@ CLOSED_STREAM_ERRORS = (anyio.ClosedResourceError, anyio.BrokenResourceError)
 
 
 class QuietClosedStreams(logging.Filter):
-    """Demotes the SDK's log of an answer that found its reader gone (see the module docstring) to
-    one DEBUG line without traceback, and its warning about a DELETE of a session the server had
-    already forgotten (404). Anything else passes unchanged."""
+    """Quiets two SDK logs that are not the user's business. An answer that found its reader gone
+    becomes one DEBUG line without traceback. A failed DELETE of our session at close becomes INFO
+    (DEBUG when the server had forgotten the session already: 404): the job's own outcome is the
+    line the user needs, and the server reaps the session when it expires. Anything else passes."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, CLOSED_STREAM_ERRORS) or record.getMessage() == "Session termination failed: 404":
-            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-            if exc is not None:
-                record.msg, record.args = f"{record.getMessage()}: {type(exc).__name__} (reader gone)", None
+        message = record.getMessage()
+        if isinstance(exc, CLOSED_STREAM_ERRORS):
+            record.msg, record.args = f"{message}: {type(exc).__name__} (reader gone)", None
             record.exc_info, record.exc_text = None, None
-            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+            return _demote(record, logging.DEBUG)
+        if message.startswith("Session termination failed"):
+            return _demote(record, logging.DEBUG if message.endswith(": 404") else logging.INFO)
         return True
+
+
+def _demote(record: logging.LogRecord, level: int) -> bool:
+    record.levelno, record.levelname = level, logging.getLevelName(level)
+    return logging.getLogger(record.name).isEnabledFor(level)
 
 
 def quiet_sdk_logs() -> None:

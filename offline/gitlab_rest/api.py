@@ -8,7 +8,8 @@ Routes (all `GET`, under `/api/v4`), answered as GitLab answers them:
 Failures carry GitLab's bodies: `404 Project Not Found`, `404 File Not Found`, `404 Commit Not
 Found` (a file read at an unknown ref), `404 Tree Not Found` (a tree at an unknown ref or path),
 `401 Unauthorized`. Any other route is `404 Not Found` and is listed in `/stats` (`unknown_routes`),
-so a new call from the MCP server shows up instead of passing unnoticed.
+so a new call from the MCP server shows up instead of passing unnoticed; any other method is refused
+(403) and counted in `routes.write`.
 
 Paths are read from the raw request path: GitLab ids and file paths arrive URL-encoded
 (`qa%2Fshop-tests`, `doc%2Fconvention.md`) and must be split before they are decoded.
@@ -103,13 +104,18 @@ class GitLabDouble:
         self.stats = stats
 
     async def handle(self, request: Request) -> Response:
-        raw = request.scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0]
+        raw = _raw_path(request)
         parts = raw[len(API_PREFIX) :].split("/")
         kind, response = self._route(request, parts)
         if kind == "unknown":
             self.stats.unknown_route(raw)
         self.stats.record(kind, response.status_code)
         return response
+
+    async def refuse_write(self, request: Request) -> Response:
+        """This double is read-only, and counts every attempt to change something (`writes`)."""
+        self.stats.record("write", 403)
+        return _error(403, "403 Forbidden - the GitLab REST double is read-only")
 
     def _route(self, request: Request, parts: list[str]) -> tuple[str, Response]:
         if not self._authorized(request):
@@ -155,8 +161,7 @@ class GitLabDouble:
             entries = self.config.repo.tree(query.get("path") or None, query.get("recursive") == "true")
         except (RepoPathError, OSError):
             return _error(404, "404 Tree Not Found")
-        raw_path = request.scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0]
-        base_url = f"{request.url.scheme}://{request.url.netloc}{raw_path}"
+        base_url = f"{request.url.scheme}://{request.url.netloc}{_raw_path(request)}"
         try:
             per_page = per_page_of(query.get("per_page"))
             if query.get("pagination") == KEYSET:
@@ -224,6 +229,11 @@ class GitLabDouble:
         }
 
 
+def _raw_path(request: Request) -> str:
+    """The path as sent, `%2F` kept (Starlette's `path` has it decoded)."""
+    return str(request.scope.get("raw_path", b"").decode("latin-1")).split("?", 1)[0]
+
+
 def _kind(parts: list[str]) -> str:
     rest = parts[2:]
     if not rest:
@@ -247,5 +257,6 @@ def build_app(config: DoubleConfig) -> Starlette:
             Route("/stats", read_stats, methods=["GET"]),
             Route("/stats/reset", reset_stats, methods=["POST"]),
             Route("/api/v4/{rest:path}", double.handle, methods=["GET"]),
+            Route("/api/v4/{rest:path}", double.refuse_write, methods=["POST", "PUT", "PATCH", "DELETE"]),
         ]
     )
