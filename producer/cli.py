@@ -262,6 +262,19 @@ def metrics(
     raise typer.Exit(serve(_settings(), port=port, address=address, recent=batches))
 
 
+@app.command("report")
+def report(
+    batch: Annotated[str, typer.Argument(help="The batch id.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="The HTML file (default: report-BATCH.html).")
+    ] = None,
+) -> None:
+    """Write one self-contained HTML page to review a batch: verdicts, checks, diagnostics, suites."""
+    from producer.report import write_report
+
+    raise typer.Exit(_run(write_report(_settings(), batch, output, Console())))
+
+
 @app.command("demo")
 def demo(
     output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Where the files go.")] = Path(

@@ -132,6 +132,14 @@ class Settings(BaseSettings):
     fleet_rate_window_s: float = Field(DEFAULT_RATE_WINDOW_S, ge=1)
     """The window of the three fleet-wide budgets, in seconds: 60 makes them per minute."""
 
+    price_prompt_per_mtok: float | None = Field(None, ge=0)
+    """Price of one million prompt tokens not served from the provider's cache, for the cost in
+    `robot-fleet report` (any currency); None: no cost is shown."""
+    price_completion_per_mtok: float | None = Field(None, ge=0)
+    """Price of one million completion tokens; None: no cost is shown."""
+    price_cached_per_mtok: float | None = Field(None, ge=0)
+    """Price of one million prompt tokens served from the provider's cache; None: the prompt price."""
+
     @field_validator(
         "openai_base_url",
         "openai_model_reviewer",
@@ -143,6 +151,9 @@ class Settings(BaseSettings):
         "fleet_llm_tpm",
         "fleet_mcp_rpm",
         "writer_execute_concurrency",
+        "price_prompt_per_mtok",
+        "price_completion_per_mtok",
+        "price_cached_per_mtok",
         mode="before",
     )
     @classmethod
