@@ -354,11 +354,7 @@ def test_server_rate_limit_with_and_without_a_fleet_budget(
           f"with FLEET_MCP_RPM={FLEET_RPM}: {rejected_budgeted} rejected, {timeouts} tool timeouts, {took:.0f}s")  # fmt: skip
     assert rejected_bare > 0 and refused.returncode == 1
     [line] = refused.stderr.strip().splitlines()
-    assert (
-        line.startswith("failed (mcp_unavailable)")
-        and "HTTP 429" in line
-        and "retry" in line
-    )
+    assert line.startswith("failed (mcp_unavailable)") and "HTTP 429" in line and "retry" in line
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert rejected_budgeted == 0 and timeouts == 0 and {job["attempt"] for job in jobs} == {"1"}
     assert {job["state"] for job in jobs} == {"collected"} and took > WINDOW_S / 2  # it did wait
