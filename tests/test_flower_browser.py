@@ -97,6 +97,11 @@ def test_flower_tasks_page_shows_each_job_by_spec_id_and_batch_with_its_progress
             assert time.monotonic() < deadline and slow.get("state") != "SUCCESS", slow
             time.sleep(0.5)
         assert page.evaluate(COLUMNS_JS) == list(FLOWER_TASK_COLUMNS)
+        running = rows_by_name(table_rows(page, f"{url}?state=PROGRESS"), batch_id)  # the README's search
+        assert "SLOW-1" in running and {row["state"] for row in running.values()} == {"PROGRESS"}, running
+        page.screenshot(artifacts_dir() / "flower-tasks-running.png")
+        running_rows = [" | ".join(row.values()) for row in running.values()]
+        page.evaluate("localStorage.clear()")  # DataTables saved that search: the next loads show all
 
         fleet.wait_states(batch_id, {"succeeded", "failed"}, timeout=90)
         deadline = time.monotonic() + 20
@@ -117,7 +122,8 @@ def test_flower_tasks_page_shows_each_job_by_spec_id_and_batch_with_its_progress
         assert fleet.env["OPENAI_API_KEY"] not in html
         shot = page.screenshot(artifacts_dir() / "flower-tasks.png")
         first_rows = "\n".join(" | ".join(row) for row in [list(FLOWER_TASK_COLUMNS), *rows[:5]])
-        (artifacts_dir() / "flower-tasks.txt").write_text(first_rows + "\n", encoding="utf-8")
-        print(f"\nFlower tasks page: {shot}\n{first_rows}")
+        text = f"while running (state:PROGRESS):\n{chr(10).join(running_rows)}\n\nat the end:\n{first_rows}\n"
+        (artifacts_dir() / "flower-tasks.txt").write_text(text, encoding="utf-8")
+        print(f"\nFlower tasks page: {shot}\n{text}")
     finally:
         flower.stop()
