@@ -13,7 +13,7 @@ from worker.agent.checks.execute import SuiteRunner
 from worker.agent.checks.verdict import Verdict, verdict_of
 from worker.agent.context import ContextCache
 from worker.agent.loop import WriterResult
-from worker.errors import RobotFleetError, retry_hint
+from worker.errors import ConfigError, RobotFleetError, retry_hint
 from worker.llm import build_client, writer_and_reviewer
 from worker.mcp_tools import McpSession
 from worker.ratelimit import FleetLimiter
@@ -68,7 +68,7 @@ def run_write(
     except RobotFleetError as exc:
         console.print()
         errors.print(f"[red]failed ({exc.kind}):[/] {exc.message} ({retry_hint(exc.kind)})", highlight=False)
-        return 1
+        return 2 if isinstance(exc, ConfigError) else 1  # a setting the server showed to be wrong
     verdict = verdict_of(result.checks)
     figures = (
         f"rounds={result.rounds} repairs={result.repairs} tool_calls={sum(result.tool_calls.values())} "

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
         ),
         (
             "missing_resource",
-            r"line 2: Resource `resources/shared_steps\.resource` does not exist in the repository\.",
+            r"line \d+: Resource `resources/shared_steps\.resource` does not exist in the repository\.",
         ),
     ],
 )

@@ -46,7 +46,9 @@ def _mask_secrets_in_logs(logger: logging.Logger, **_: object) -> None:
 
 
 @worker_process_shutdown.connect
+@worker_shutdown.connect  # the threads pool never sends worker_process_shutdown
 def _close_runtime(**_: object) -> None:
+    """Close this process's MCP session (HTTP DELETE: the real server holds at most 1000)."""
     from worker.runtime import close_runtime
 
     close_runtime()

@@ -67,9 +67,9 @@ class ProcessRuntime:
             if self._services is None:
                 self._services = await self._build()
             assert self._session is not None
-            if self._session.connects != self._listed_at_connect:
+            if self._session.listing_epoch != self._listed_at_connect:  # reconnected, or list_changed
                 self._services.listing = await self._session.list_tools()
-                self._listed_at_connect = self._session.connects
+                self._listed_at_connect = self._session.listing_epoch
             return self._services
 
     async def _build(self) -> Services:

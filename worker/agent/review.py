@@ -13,6 +13,7 @@ is `not_run` with its reason (verdict `unreviewed`), never a pass.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -35,6 +36,10 @@ from worker.errors import ModelRequestRejected, ModelUnavailable
 logger = logging.getLogger(__name__)
 
 REVIEW_TOOL = "submit_review"
+REVIEW_ATTEMPTS = 3
+"""A review the provider fails transiently (5xx, 429, connection) is asked again this often."""
+REVIEW_BACKOFF_S = (1.0, 3.0)
+MAX_RETRY_AFTER_S = 15.0
 MODES = ("json_schema", "tool", "json")
 CRITERIA_FIELDS = ("acceptance_criteria", "acceptanceCriteria", "criteria")
 SCHEMA: dict[str, Any] = {
@@ -123,16 +128,27 @@ class Reviewer:
         rejected = ""
         for mode in modes:
             try:
-                answer = await self._in_mode(mode, messages)
+                answer = await self._patiently(mode, messages)
             except ModelRequestRejected as exc:
                 rejected = exc.message  # this provider does not take the format: the next one
                 logger.info("reviewer %s refused the %s format: %s", self.model.name, mode, exc.message)
                 continue
-            except ModelUnavailable as exc:
-                raise ReviewUnavailable(exc.message) from exc
             _WORKING_MODE[self.model.name] = mode
             return answer
         raise ReviewUnavailable(f"the provider accepted no structured format ({rejected})")
+
+    async def _patiently(self, mode: str, messages: list[dict[str, Any]]) -> ReviewAnswer:
+        """One mode, asked again when the provider fails transiently (after the client's own retries)."""
+        for attempt in range(REVIEW_ATTEMPTS):
+            try:
+                return await self._in_mode(mode, messages)
+            except ModelUnavailable as exc:
+                if attempt == REVIEW_ATTEMPTS - 1:
+                    raise ReviewUnavailable(exc.message) from exc
+                wait = min(max(exc.retry_after or 0.0, REVIEW_BACKOFF_S[attempt]), MAX_RETRY_AFTER_S)
+                logger.info("reviewer unavailable (%s); asking again in %.1fs", exc.message, wait)
+                await asyncio.sleep(wait)
+        raise AssertionError("unreachable")
 
     async def _in_mode(self, mode: str, messages: list[dict[str, Any]]) -> ReviewAnswer:
         tools, extra = _request(mode)

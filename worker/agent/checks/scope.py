@@ -17,6 +17,7 @@ import asyncio
 import logging
 import posixpath
 import threading
+import time
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -96,16 +97,33 @@ class Scope:
         return [keyword for keyword in self.keywords if keyword.kind == Kind.RESOURCE]
 
 
-@lru_cache(maxsize=128)
+_LIBRARIES: dict[str, tuple[Keyword, ...]] = {}
+_UNLOADABLE: dict[str, float] = {}
+UNLOADABLE_TTL_S = 300.0
+"""A library that failed to load is tried again after this long (it may be installed meanwhile, and
+a failure must never stick for the life of the worker)."""
+
+
 def library_keywords(name: str) -> tuple[Keyword, ...] | None:
-    """An installed library's keywords, or None when it cannot be imported here."""
+    """An installed library's keywords, or None when it cannot be imported here (logged once)."""
+    if (found := _LIBRARIES.get(name)) is not None:
+        return found
+    if time.monotonic() - _UNLOADABLE.get(name, -UNLOADABLE_TTL_S) < UNLOADABLE_TTL_S:
+        return None
     with _LIBDOC_LOCK:  # libdoc imports modules: one at a time
+        if (found := _LIBRARIES.get(name)) is not None:
+            return found
         try:
             doc = LibraryDocumentation(name)
-        except DataError:
+        except DataError as exc:
+            _UNLOADABLE[name] = time.monotonic()
+            logger.warning(
+                "library %s cannot be loaded on this worker: %s", name, " ".join(str(exc).split())[:300]
+            )
             return None
-    kind = Kind.BUILTIN if doc.name == "BuiltIn" else Kind.LIBRARY
-    return tuple(Keyword(kw.name, doc.name, kind, kw.args) for kw in doc.keywords)
+        kind = Kind.BUILTIN if doc.name == "BuiltIn" else Kind.LIBRARY
+        found = _LIBRARIES[name] = tuple(Keyword(kw.name, doc.name, kind, kw.args) for kw in doc.keywords)
+        return found
 
 
 @lru_cache(maxsize=256)
