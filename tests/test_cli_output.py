@@ -66,7 +66,9 @@ def test_a_batch_at_80_columns_keeps_ids_whole_and_accounts_for_every_file(
     out = tmp_path / "out"
     done = narrow(fleet, "run", str(specs), "--batch", "t-narrow", "--output-dir", str(out))
     lines = done.stdout.splitlines()
-    table = [line for line in lines if not line.startswith("rejected ")]  # a rejection is one line, however long
+    table = [
+        line for line in lines if not line.startswith("rejected ")
+    ]  # a rejection is one line, however long
     assert all(len(line) <= 80 for line in table), [line for line in table if len(line) > 80]
     assert any(line.startswith(long_id + " ") for line in lines), done.stdout
     assert any("tests/auth/very/long" in line and str(out) not in line for line in lines), done.stdout
