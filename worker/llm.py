@@ -50,11 +50,18 @@ def writer_and_reviewer(
     return writer, OpenAIChatModel(client, reviewer_name, settings.reviewer_temperature)
 
 
+_NO_CACHE_KEY: set[str] = set()
+"""Models (per process) whose provider refused `prompt_cache_key`: it is not sent to them again."""
+
+
 class OpenAIChatModel:
-    def __init__(self, client: openai.AsyncOpenAI, model: str, temperature: float | None) -> None:
+    def __init__(
+        self, client: openai.AsyncOpenAI, model: str, temperature: float | None, cache_key: str | None = None
+    ) -> None:
         self._client = client
         self._model = model
         self._temperature = temperature
+        self._cache_key = cache_key
 
     @property
     def name(self) -> str:
@@ -74,7 +81,22 @@ class OpenAIChatModel:
             request["tool_choice"] = "auto"
         if self._temperature is not None:
             request["temperature"] = self._temperature
+        if self._cache_key and self._model not in _NO_CACHE_KEY:
+            request["prompt_cache_key"] = self._cache_key
         request.update(extra or {})
+        try:
+            async for chunk in self._stream(request):
+                yield chunk
+        except ModelRequestRejected as exc:
+            if "prompt_cache_key" not in request or "prompt_cache_key" not in exc.message:
+                raise
+            logger.info("model %s refused prompt_cache_key; sending requests without it", self._model)
+            _NO_CACHE_KEY.add(self._model)
+            del request["prompt_cache_key"]
+            async for chunk in self._stream(request):
+                yield chunk
+
+    async def _stream(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         try:
             # the client builds, sends and retries the request and raises on an error status; the
             # chunks are read as plain JSON (a pydantic object per chunk, dumped back to the dict the

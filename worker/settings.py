@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     """Model name used by the writer (OPENAI_MODEL_WRITER)."""
     openai_model_reviewer: str | None = None
     """Model name of the reviewer (OPENAI_MODEL_REVIEWER); None: the writer's model."""
+    openai_prompt_cache_key: bool = True
+    """Send `prompt_cache_key` (one per project, ref and prompt version) so the provider routes a
+    batch's requests to one warm prompt cache; dropped by itself when a provider refuses it."""
     openai_max_retries: int = Field(DEFAULT_MODEL_MAX_RETRIES, ge=0, le=10)
     """Retries of the openai client itself on 429/5xx/timeouts, honouring Retry-After."""
     openai_timeout_s: float = Field(DEFAULT_MODEL_TIMEOUT_S, gt=0)

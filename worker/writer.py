@@ -17,10 +17,11 @@ from worker.agent.checks.pipeline import LAYOUT_RULES, SpecFacts, Verifier, Veri
 from worker.agent.checks.robocop import RobocopConfig
 from worker.agent.context import ContextCache, RepoContext
 from worker.agent.events import Event, EventKind, EventSink
-from worker.agent.loop import SuiteCheck, WriterLimits, WriterResult, write_suite
+from worker.agent.loop import Given, SuiteCheck, WriterLimits, WriterResult, write_suite
 from worker.agent.model import ChatModel
 from worker.agent.review import Reviewer, ReviewTally
 from worker.agent.tools import GuardedTools, ToolPolicy, Toolset, ToolSpec
+from worker.agent.upfront import upfront_files
 from worker.errors import ConfigError, JobTimeout
 from worker.settings import Settings
 from worker.spec import Spec
@@ -110,6 +111,22 @@ def build_verifier(
     return verifier.verify
 
 
+async def _given(
+    spec: Spec, context: RepoContext, tools: GuardedTools, cache: ContextCache, sink: EventSink
+) -> Given:
+    """The keyword catalog (once per process per ref) and the files most like this spec's suite."""
+
+    async def read_file(path: str) -> str | None:
+        return await cache.read_file(tools, path)
+
+    catalog = await cache.catalog(tools, context)
+    files = await upfront_files(read_file, context.paths, spec.target_path, spec_facts(spec).text)
+    shown = ", ".join(given.path for given in files) or "none"
+    sink.emit(Event(EventKind.INFO, f"given up front: {len(catalog)} keywords; files {shown}",
+                    {"catalog": len(catalog), "files": [given.path for given in files]}))  # fmt: skip
+    return Given(tuple(catalog), tuple(files))
+
+
 async def generate(
     spec: Spec,
     config: WriterConfig,
@@ -144,7 +161,8 @@ async def generate(
                 reviewer = Reviewer(reviewer_model or model, context.convention, dict(spec.data), sink, tally,
                                     config.review_mode)  # fmt: skip
             check = build_verifier(spec, config, context, tools, cache, runner, reviewer)
-            result = await write_suite(spec, context, model, tools, sink, limits, check)
+            given = await _given(spec, context, tools, cache, sink)
+            result = await write_suite(spec, context, model, tools, sink, limits, check, given)
             return replace(result, review_usage=tally.usage, reviews=tally.reviews)
     except TimeoutError as exc:
         if not deadline.expired():

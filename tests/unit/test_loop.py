@@ -86,11 +86,11 @@ def test_assistant_message_carries_tool_calls_and_each_call_is_answered() -> Non
 def test_parallel_calls_of_one_turn_run_concurrently() -> None:
     toolset = DictToolset(dict(FILES), delay_s=0.05)
     paths = (
-        "tests/a.robot",
+        "tests/e.robot",
         "tests/d.robot",
         "tests/b.robot",
         "tests/c.robot",
-    )  # distinct: reads are memoised
+    )  # distinct, and none given up front: reads are memoised
     calls = [("get_file_contents", {"file_path": path}) for path in paths]
     run([call_turn(*calls), text_turn(GOOD)], toolset=toolset)
     assert toolset.max_in_flight == 4
@@ -153,3 +153,19 @@ def test_spec_id_from_the_file_name_is_shown_to_the_model() -> None:
 
     spec = parse_spec(b'{"title": "no id"}', source="specs/SHOP-143_spec.json", max_bytes=10_000)
     assert '"id": "SHOP-143"' in user_message(spec)
+
+
+def test_the_keyword_catalog_and_the_most_similar_test_with_its_imports_are_given_up_front() -> None:
+    files = {
+        **FILES,
+        "resources/r.resource": "*** Keywords ***\nOpen Shop\n    [Documentation]    Opens the shop.\n    No Operation\n",
+        "tests/a.robot": GOOD.replace("*** Test Cases ***", "Resource    resources/r.resource\n\n*** Test Cases ***"),
+        "tests/z/other.robot": GOOD,
+    }
+    _, model, toolset = run([text_turn(GOOD)], toolset=DictToolset(files))
+    system, user = model.requests[0][0]["content"], model.requests[0][1]["content"]
+    assert "## Keywords of the repository" in system
+    assert "Open Shop | - | Opens the shop. | resources/r.resource" in system
+    assert user.index("## Repository file: tests/a.robot") < user.index("## Repository file: resources/r.resource")
+    assert user.index("## Repository file: resources/r.resource") < user.index("## Spec")
+    assert "tests/z/other.robot" not in user  # not in the target's folder, and one similar test is enough

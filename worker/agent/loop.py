@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from worker.agent.catalog import CatalogEntry
 from worker.agent.checks.pipeline import Verification
 from worker.agent.checks.verdict import Checks
 from worker.agent.context import RepoContext
@@ -24,6 +25,7 @@ from worker.agent.output import Validation, check_answer
 from worker.agent.prompt import initial_messages, repair_message
 from worker.agent.stream import AssembledTurn, ToolCall, TurnAssembler, Usage
 from worker.agent.tools import GuardedTools, ToolOutcome
+from worker.agent.upfront import GivenFile
 from worker.errors import NoAnswer, RepairsExhausted, RobotFleetError, RoundsExhausted
 from worker.spec import Spec
 
@@ -39,6 +41,14 @@ class WriterLimits:
 
 SuiteCheck = Callable[[str], Awaitable[Verification]]
 """Verifies a parsed suite against the target repository (its stages); None skips verification."""
+
+
+@dataclass(frozen=True)
+class Given:
+    """What the worker read for the writer before its first turn (context by code, not by rounds)."""
+
+    catalog: tuple[CatalogEntry, ...] = ()
+    files: tuple[GivenFile, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -108,6 +118,7 @@ async def write_suite(
     sink: EventSink,
     limits: WriterLimits,
     check: SuiteCheck | None = None,
+    given: Given | None = None,
 ) -> WriterResult:
     """Run the writer for one spec; raise a `RobotFleetError` when it cannot produce a usable suite.
 
@@ -116,7 +127,8 @@ async def write_suite(
     resolve nowhere) raises `RepairsExhausted`; any other is returned with its failing checks.
     The wall-clock budget is enforced by the caller around the whole job.
     """
-    run = _Run(spec, model, tools, sink, limits, initial_messages(context, spec), check)
+    catalog, files = (given.catalog, given.files) if given is not None else ((), ())
+    run = _Run(spec, model, tools, sink, limits, initial_messages(context, spec, catalog, files), check)
     return await _loop(run)
 
 

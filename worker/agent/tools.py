@@ -145,17 +145,19 @@ class GuardedTools:
         return sorted(self._specs)
 
     def openai_tools(self) -> list[dict[str, Any]]:
-        """The offered tools in the OpenAI `tools` format, pinned arguments hidden from the model."""
+        """The offered tools in the OpenAI `tools` format, pinned arguments hidden from the model;
+        canonical (sorted by name, keys sorted), so every job's request starts with the same bytes
+        whatever order the server lists them in: a provider's prompt cache sees one prefix."""
         return [
             {
                 "type": "function",
                 "function": {
                     "name": spec.name,
                     "description": spec.description,
-                    "parameters": _without_pinned(spec.input_schema),
+                    "parameters": _canonical(_without_pinned(spec.input_schema)),
                 },
             }
-            for spec in self._specs.values()
+            for spec in sorted(self._specs.values(), key=lambda spec: spec.name)
         ]
 
     async def call(self, name: str, raw_arguments: str) -> ToolOutcome:
@@ -252,6 +254,14 @@ class GuardedTools:
         if len(text) <= limit:
             return text
         return text[:limit] + TRUNCATION_MARKER.format(dropped=len(text) - limit, total=len(text))
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [_canonical(item) for item in value]
+    return value
 
 
 def _brief(arguments: dict[str, Any]) -> str:
