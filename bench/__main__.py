@@ -33,12 +33,14 @@ RUNNERS: dict[str, Callable[[scenarios.Bench], dict[str, Any]]] = {
     "capacity": scenarios.capacity,
     "memory": scenarios.memory,
     "scaling": scenarios.scaling,
+    "tokens": scenarios.tokens,
 }
 """In run order: the efficiency batch feeds baseline, mcp_calls and log_streaming."""
 NEEDS = {
     "baseline": ("efficiency",),
     "mcp_calls": ("efficiency", "baseline"),
     "log_streaming": ("efficiency",),
+    "tokens": ("efficiency", "baseline"),
 }
 
 

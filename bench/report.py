@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-FIGURES = ("efficiency", "baseline", "capacity", "mcp_calls", "memory", "log_streaming", "scaling")
+FIGURES = ("efficiency", "baseline", "capacity", "mcp_calls", "memory", "log_streaming", "scaling", "tokens")
 TITLES = {
     "efficiency": "1. Fleet efficiency",
     "baseline": "2. Against the original way",
@@ -17,6 +17,7 @@ TITLES = {
     "memory": "5. Memory",
     "log_streaming": "6. Log streaming",
     "scaling": "7. Scaling curve",
+    "tokens": "8. Tokens",
 }
 
 
@@ -66,6 +67,17 @@ def _describe(figure: str, d: dict[str, Any]) -> tuple[str, str]:
             return (f"**{d['redis_commands_per_job']}** Redis commands/job; {d['log_entries_per_job']} log "
                     f"entries (XADD)/job for {d['completion_tokens_per_job']} tokens "
                     f"({d['tokens_per_log_entry']} tokens/entry)", "batched, not one per token")  # fmt: skip
+        case "tokens":
+            f, o, b = d["fleet"], d["original"], d["budget"]
+            return (f"fleet {f['prompt_per_spec']:,.0f} prompt tokens/spec ({f['cached_per_spec']:,.0f} cached, "
+                    f"share **{d['cached_share']:.2f}**), {f['completion_per_spec']:,.0f} completion, "
+                    f"{f['rounds_per_spec']} rounds + {f['reviews_per_spec']} reviews; original "
+                    f"{o['prompt_per_spec']:,.0f} ({o['cached_per_spec']:,.0f} cached), {o['rounds_per_spec']} rounds; "
+                    f"billed-equivalent (cached x{d['cached_discount']}) {o['billed_prompt_per_spec']:,.0f} vs "
+                    f"{f['billed_prompt_per_spec']:,.0f}: **x{d['billed_ratio_vs_original']:.2f}**; under "
+                    f"{b['tpm_budget']:,} tokens/{b['window_s']:g}s: {b['specs_per_min']} specs/min of "
+                    f"{b['ideal_specs_per_min']} ideal = **{d['budget_utilisation']:.2f}**",
+                    ">= x3 billed, cached share >= 0.7, budget use >= 0.9")  # fmt: skip
         case "scaling":
             curve = ", ".join(f"C={p['concurrency']}: {p['specs_per_s']:.2f}/s ({p['share_of_linear']:.2f})"
                               for p in d["points"])  # fmt: skip

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import profile
+from bench import tokens as token_figures
 from bench.fleet import PROJECT_ROOT, BatchRun, Stack, log_xlens, make_specs, proc_status_kb
 from worker import keys
 
@@ -50,6 +51,10 @@ class Config:
     n_memory: int = 48
     scaling: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
     scaling_waves: int = 3
+    n_budget: int = 48
+    budget_tpm: int = 400_000
+    """Fleet-wide tokens per `budget_window_s`: small enough that the budget, not the cores, sets the pace."""
+    budget_window_s: float = 10.0
 
     @property
     def concurrency(self) -> int:
@@ -59,7 +64,7 @@ class Config:
     def quick(cls) -> Config:
         return cls(latency_s=0.05, n_efficiency=10, processes=2, threads=2, alone_samples=2, baseline_specs=2,
                    n_capacity=20, capacity_threads=4, n_profile=10, n_no_validation=8, memory_threads=4,
-                   n_memory=8, scaling=(1, 2), scaling_waves=2)  # fmt: skip
+                   n_memory=8, scaling=(1, 2), scaling_waves=2, n_budget=8, budget_window_s=4.0)  # fmt: skip
 
 
 @dataclass
@@ -335,6 +340,28 @@ def memory(bench: Bench) -> dict[str, Any]:
         "met": peak_mb <= MEMORY_TARGET_MB,
         "efficiency_workers_peak_rss_mb": [round(kb / 1024, 1) for kb in bench.shared.get("efficiency", {}).get("rss_kb", [])],
     }  # fmt: skip
+
+
+# -- figure 8: tokens ----------------------------------------------------------------------
+
+
+def tokens(bench: Bench) -> dict[str, Any]:
+    """What a spec costs at a provider, the fleet against the original way, and how much of a
+    fleet-wide tokens-per-minute budget the fleet turns into specs."""
+    cfg, stack = bench.config, bench.stack
+    fleet = token_figures.job_tokens(bench.shared["efficiency"]["run"].jobs)
+    original = bench.shared["original"]
+    original_figures = token_figures.llm_tokens(original["llm"], original["specs"])
+    stack.start_workers(cfg.processes, cfg.threads, 0.0, FLEET_LLM_TPM=str(cfg.budget_tpm),
+                        FLEET_RATE_WINDOW_S=str(cfg.budget_window_s))  # fmt: skip
+    bench.warm_up(0.0, cfg.concurrency)
+    run = bench.batch("budget", cfg.n_budget, 0.0)
+    spent = token_figures.job_tokens(run.jobs)
+    per_spec = spent["prompt_per_spec"] + spent["completion_per_spec"]
+    budget = token_figures.budget_figures(
+        run.specs, run.elapsed_s, cfg.budget_tpm, cfg.budget_window_s, per_spec
+    )
+    return token_figures.summary(fleet, original_figures, budget)
 
 
 # -- figure 7: scaling ---------------------------------------------------------------------
