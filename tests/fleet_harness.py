@@ -18,7 +18,7 @@ import redis
 from producer.local_redis import LocalRedis
 from producer.manifest import load_entries
 from producer.procs import Child, robot_fleet_command, start_child
-from tests.conftest import StandIn, writer_env
+from tests.conftest import EXAMPLES, StandIn, start_stand_in, writer_env
 from worker import keys
 from worker.agent.output import validate_suite
 
@@ -134,3 +134,29 @@ def start_fleet(tmp_path_factory: pytest.TempPathFactory, redis_server: LocalRed
     yield fleet
     worker.stop()
     fleet.redis.close()
+
+
+def fleet_on_db(tmp_path_factory: pytest.TempPathFactory, redis_server: LocalRedis, mcp: StandIn, llm: StandIn,
+                db: int, name: str, concurrency: int = 4, **env: str) -> Iterator[Fleet]:  # fmt: skip
+    """A threads-pool worker on a db of its own of the session's Redis, with extra settings."""
+    url = redis_server.url.rsplit("/", 1)[0] + f"/{db}"
+    fleet = Fleet(writer_env(mcp, llm, REDIS_URL=url, OPENAI_MAX_RETRIES="0", **env), url,
+                  tmp_path_factory.mktemp(f"fleet-{name}"))  # fmt: skip
+    fleet.redis.flushdb()
+    worker = fleet.start_worker(f"worker-{name}", "--pool", "threads", "--concurrency", str(concurrency))
+    yield fleet
+    worker.stop()
+    fleet.redis.close()
+
+
+def repository_variant(
+    tmp_path_factory: pytest.TempPathFactory, name: str, edit: Callable[[Path], None]
+) -> Iterator[StandIn]:
+    """The offline MCP server on a copy of examples/framework that `edit` changed first."""
+    repo = tmp_path_factory.mktemp(name) / "repo"
+    shutil.copytree(EXAMPLES / "framework", repo)
+    edit(repo)
+    server = start_stand_in(f"mcp-{name}", ["mcp-serve", "--repo", str(repo), "--project-id", "42",
+                                            "--log-level", "WARNING"], repo.parent)  # fmt: skip
+    yield server
+    server.child.stop()

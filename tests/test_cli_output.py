@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from producer.outputs import atomic_write_text
-from tests.conftest import EXAMPLES, StandIn, writer_env
-from tests.fleet_harness import Fleet, fault_spec, spec_dir
+from tests.conftest import EXAMPLES, StandIn
+from tests.fleet_harness import Fleet, fault_spec, fleet_on_db, spec_dir
 from worker.agent.events import Event, EventKind
 
 pytestmark = pytest.mark.integration
@@ -38,16 +38,9 @@ def test_written_files_and_the_manifest_honour_the_umask(tmp_path: Path) -> None
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory, redis_server, mcp_server: StandIn, fake_llm: StandIn):
-    url = redis_server.url.rsplit("/", 1)[0] + f"/{OUTPUT_DB}"
-    environment = writer_env(
-        mcp_server, fake_llm, REDIS_URL=url, OPENAI_MAX_RETRIES="0", WRITER_REVIEW="false"
+    yield from fleet_on_db(
+        tmp_path_factory, redis_server, mcp_server, fake_llm, OUTPUT_DB, "output", WRITER_REVIEW="false"
     )
-    fleet = Fleet(environment, url, tmp_path_factory.mktemp("output-fleet"))
-    fleet.redis.flushdb()
-    worker = fleet.start_worker("worker-output", "--pool", "threads", "--concurrency", "4")
-    yield fleet
-    worker.stop()
-    fleet.redis.close()
 
 
 def narrow(fleet: Fleet, *args: str) -> subprocess.CompletedProcess[str]:

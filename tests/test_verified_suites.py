@@ -8,16 +8,16 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from producer.manifest import load_entries
-from tests.conftest import EXAMPLES, StandIn, start_stand_in, writer_env
-from tests.fleet_harness import Fleet, fault_spec, spec_dir
+from tests.conftest import StandIn, writer_env
+from tests.fleet_harness import Fleet, fault_spec, fleet_on_db, repository_variant, spec_dir
 from tests.robot_helpers import run_in_framework
 from tests.test_write_cli import SPEC, write
 
@@ -82,19 +82,17 @@ def test_a_call_that_resolves_nowhere_is_never_written(
     assert "retrying will not help" in run.stderr and not run.output.exists()
 
 
-@pytest.fixture(scope="module")
-def browser_repo(tmp_path_factory: pytest.TempPathFactory) -> StandIn:
-    """examples/framework whose common resource also imports `Browser`, which the workers lack."""
-    repo = tmp_path_factory.mktemp("browser") / "repo"
-    shutil.copytree(EXAMPLES / "framework", repo)
+def _import_browser(repo: Path) -> None:
     common = repo / "resources" / "common.resource"
     common.write_text(
         common.read_text().replace("Library    String\n", "Library    String\nLibrary    Browser\n")
     )
-    server = start_stand_in("mcp-browser", ["mcp-serve", "--repo", str(repo), "--project-id", "42",
-                                            "--log-level", "WARNING"], repo.parent)  # fmt: skip
-    yield server  # type: ignore[misc]
-    server.child.stop()
+
+
+@pytest.fixture(scope="module")
+def browser_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIn]:
+    """examples/framework whose common resource also imports `Browser`, which the workers lack."""
+    yield from repository_variant(tmp_path_factory, "browser", _import_browser)
 
 
 def test_a_keyword_hiding_behind_a_missing_library_leaves_the_suite_unverified_naming_it(
@@ -115,15 +113,8 @@ def strict_fleet(
     tmp_path_factory: pytest.TempPathFactory, redis_server, mcp_server: StandIn, fake_llm: StandIn
 ):
     """A worker that runs suites and has no repair turn: every broken draft ends as it was."""
-    url = redis_server.url.rsplit("/", 1)[0] + f"/{VERDICT_DB}"
-    environment = writer_env(mcp_server, fake_llm, REDIS_URL=url, OPENAI_MAX_RETRIES="0", WRITER_EXECUTE="true",
-                             WRITER_REVIEW="false", WRITER_MAX_REPAIRS="0")  # fmt: skip
-    fleet = Fleet(environment, url, tmp_path_factory.mktemp("strict-fleet"))
-    fleet.redis.flushdb()
-    worker = fleet.start_worker("worker-strict", "--pool", "threads", "--concurrency", "4")
-    yield fleet
-    worker.stop()
-    fleet.redis.close()
+    yield from fleet_on_db(tmp_path_factory, redis_server, mcp_server, fake_llm, VERDICT_DB, "strict",
+                           WRITER_EXECUTE="true", WRITER_REVIEW="false", WRITER_MAX_REPAIRS="0")  # fmt: skip
 
 
 def verdict_specs(tmp_path: Path) -> Path:

@@ -159,13 +159,17 @@ def test_the_keyword_catalog_and_the_most_similar_test_with_its_imports_are_give
     files = {
         **FILES,
         "resources/r.resource": "*** Keywords ***\nOpen Shop\n    [Documentation]    Opens the shop.\n    No Operation\n",
-        "tests/a.robot": GOOD.replace("*** Test Cases ***", "Resource    resources/r.resource\n\n*** Test Cases ***"),
+        "tests/a.robot": GOOD.replace(
+            "*** Test Cases ***", "Resource    resources/r.resource\n\n*** Test Cases ***"
+        ),
         "tests/z/other.robot": GOOD,
     }
-    _, model, toolset = run([text_turn(GOOD)], toolset=DictToolset(files))
+    _, model, _ = run([text_turn(GOOD)], toolset=DictToolset(files))
     system, user = model.requests[0][0]["content"], model.requests[0][1]["content"]
     assert "## Keywords of the repository" in system
     assert "Open Shop | - | Opens the shop. | resources/r.resource" in system
-    assert user.index("## Repository file: tests/a.robot") < user.index("## Repository file: resources/r.resource")
+    assert user.index("## Repository file: tests/a.robot") < user.index(
+        "## Repository file: resources/r.resource"
+    )
     assert user.index("## Repository file: resources/r.resource") < user.index("## Spec")
     assert "tests/z/other.robot" not in user  # not in the target's folder, and one similar test is enough
