@@ -231,7 +231,8 @@ def test_each_wrong_setting_is_one_line_naming_it(
         _, kind, names = WRONG_SETTINGS[case]
         lines = done.stderr.strip().splitlines()
         print(f"\n{case}: {done.stderr.strip()}")
-        assert done.returncode == 1, (case, done.stdout, done.stderr)
+        expected = 2 if kind == "failed (config)" else 1  # a wrong setting is a configuration error
+        assert done.returncode == expected, (case, done.stdout, done.stderr)
         assert len(lines) == 1 and lines[0].startswith(kind) and names in lines[0], (case, done.stderr)
         assert "Traceback" not in done.stdout + done.stderr
         assert not list((tmp_path / case).rglob("*.robot"))
