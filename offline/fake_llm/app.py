@@ -33,6 +33,7 @@ from offline.fake_llm import protocol, reviewer, sse
 from offline.fake_llm.history import find_spec, read_history
 from offline.fake_llm.knobs import KnobError, Knobs, ServerConfig, resolve
 from offline.fake_llm.policy import Action, Answer, ToolTurn, decide
+from offline.fake_llm.prompt_cache import PromptCache, serialise, tokens
 from offline.fake_llm.review_request import ReviewRequest, read_review
 from offline.fake_llm.stats import Conversation, Stats
 from offline.fake_llm.suite import spec_id
@@ -76,6 +77,8 @@ class _Call:
     arrived: float
     peak: Entry
     budget: Entry | None = None
+    prompt: str = ""
+    # the request as the model reads it (prompt_cache.serialise): its tokens are the prompt tokens
 
 
 class FakeLLM:
@@ -90,7 +93,7 @@ class FakeLLM:
         self.rng = random.Random(self.config.seed)
         self.stats = Stats(window_s=self.config.rate_window)
         self.budget = Budget(self.config.rate_window, self.config.rpm, self.config.tpm)
-        self.systems_seen: set[str] = set()
+        self.prompt_cache = PromptCache(self.config.prompt_cache_ttl, self.config.prompt_cache_capacity)
         self.review_book = reviewer.ReviewBook()
 
     async def chat(self, request: Request) -> Response:
@@ -116,7 +119,8 @@ class FakeLLM:
         messages = body["messages"]
         key = protocol.conversation_key(messages)
         self.stats.retry_after.arrived(key, call.arrived)
-        refusal = self._over_budget(messages, key, call)
+        call.prompt = serialise(body.get("tools"), messages)
+        refusal = self._over_budget(key, call)
         if refusal is not None:
             return refusal
         review = read_review(body)
@@ -167,11 +171,11 @@ class FakeLLM:
         conversation.completions += 1
         return await self._respond(body, knobs, action, key, call)
 
-    def _over_budget(self, messages: list[dict[str, Any]], key: str, call: _Call) -> JSONResponse | None:
+    def _over_budget(self, key: str, call: _Call) -> JSONResponse | None:
         """Admit the request into the rpm/tpm budget, or answer 429 as the real API does."""
         if not self.budget.active:
             return None
-        prompt = protocol.prompt_tokens(messages)
+        prompt = tokens(call.prompt)
         entry, wait, what = self.budget.admit(prompt)
         if entry is not None:
             call.budget = entry
@@ -211,13 +215,17 @@ class FakeLLM:
             self.stats.retry_after.sent(key, time.monotonic(), knobs.retry_after)
         return error_response(status, message, kind, None, code, headers)
 
-    def _usage(self, messages: list[dict[str, Any]], completion_chars: int, call: _Call) -> dict[str, Any]:
-        system = protocol.system_text(messages)
-        digest = protocol.digest(system)
-        cached = protocol.tokens(system) if system and digest in self.systems_seen else 0
-        if system:
-            self.systems_seen.add(digest)
-        prompt = protocol.prompt_tokens(messages)
+    def _cached(self, body: dict[str, Any], knobs: Knobs, call: _Call) -> int:
+        """The prompt tokens an earlier request of the same `prompt_cache_key` shared."""
+        if not (self.config.prompt_cache and knobs.prompt_cache):
+            return 0
+        return self.prompt_cache.cached_tokens(body.get("prompt_cache_key"), call.prompt)
+
+    def _usage(
+        self, body: dict[str, Any], knobs: Knobs, completion_chars: int, call: _Call
+    ) -> dict[str, Any]:
+        prompt = tokens(call.prompt)
+        cached = self._cached(body, knobs, call)
         completion = -(-completion_chars // 4)
         self.stats.prompt_tokens += prompt
         self.stats.completion_tokens += completion
@@ -256,7 +264,7 @@ class FakeLLM:
         key: str,
         call: _Call,
     ) -> Response:
-        usage = self._usage(body["messages"], sse.output_chars(action, knobs), call)
+        usage = self._usage(body, knobs, sse.output_chars(action, knobs), call)
         meta = sse.Meta(sse.completion_id(), int(time.time()), body["model"].partition("?")[0])
         ids = sse.tool_call_ids(action, knobs)
         headers = {CONVERSATION_HEADER: key}
@@ -293,7 +301,8 @@ def build_app(config: ServerConfig | None = None) -> Starlette:
         return JSONResponse({"object": "list", "data": [model]})
 
     async def stats(_: Request) -> Response:
-        return JSONResponse(server.stats.as_json())
+        cache = {"enabled": server.config.prompt_cache, **server.prompt_cache.as_json()}
+        return JSONResponse({**server.stats.as_json(), "prompt_cache": cache})
 
     async def reset(_: Request) -> Response:
         server.reset()

@@ -2,7 +2,8 @@
 
 Every knob flag sets a server default; requests override them per call through the model name's
 query string, the `X-Fake-LLM` header or the spec's `fake_llm` object (see `knobs.py`). The
-server-wide limits (`--rate-window`, `--rpm`, `--tpm`) are set here only.
+server-wide limits (`--rate-window`, `--rpm`, `--tpm`) and the prompt cache (`--no-prompt-cache`,
+`--prompt-cache-ttl`) are set here only; a request's `prompt_cache` knob can only turn it off.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import typer
 
 from offline.fake_llm.knobs import KnobError, Knobs, ServerConfig
+from offline.fake_llm.prompt_cache import DEFAULT_TTL_S
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9002
@@ -60,6 +62,14 @@ def serve(
     tpm: int | None = typer.Option(
         None, "--tpm", min=1, help="Tokens per --rate-window, server-wide; beyond it 429 + Retry-After."
     ),
+    prompt_cache: bool = typer.Option(
+        True,
+        "--prompt-cache/--no-prompt-cache",
+        help="Cache prompt prefixes as providers do (cached_tokens).",
+    ),
+    prompt_cache_ttl: float = typer.Option(
+        DEFAULT_TTL_S, "--prompt-cache-ttl", min=0.0, help="Seconds a cached prefix lives after its last use."
+    ),
     log_level: str = typer.Option("info", "--log-level", help="debug | info | warning | error."),
 ) -> None:
     """Run the scripted OpenAI-compatible model server."""
@@ -89,7 +99,16 @@ def serve(
     except KnobError as exc:
         raise typer.BadParameter(str(exc)) from exc
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = build_app(ServerConfig(knobs=knobs, seed=seed, rate_window=rate_window, rpm=rpm, tpm=tpm))
+    config = ServerConfig(
+        knobs,
+        seed,
+        rate_window=rate_window,
+        rpm=rpm,
+        tpm=tpm,
+        prompt_cache=prompt_cache,
+        prompt_cache_ttl=prompt_cache_ttl,
+    )
+    app = build_app(config)
     uvicorn.run(
         app, host=host, port=port, log_level=log_level.lower(), timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S
     )

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import parse_qsl
 
+from offline.fake_llm.prompt_cache import DEFAULT_CAPACITY, DEFAULT_TTL_S
+
 TOOL_CALL_MODES = ("split", "whole", "parallel")
 QUIRKS = ("thinking", "index0", "empty_ids", "missing_index", "args_object", "stop_with_tools")
 DRAFTS = (
@@ -72,6 +74,8 @@ class Knobs:
     # call write tools, a foreign project and an unoffered tool before answering
     review: str = "pass"
     # see REVIEWS: how the reviewer answers a review request (reviewer.py)
+    prompt_cache: bool = True
+    # false: this request neither uses nor feeds the prompt cache (cached_tokens 0)
 
     def merged(self, overrides: Mapping[str, Any]) -> Knobs:
         """A copy with `overrides` applied (values may be strings, as in a query string)."""
@@ -204,3 +208,9 @@ class ServerConfig:
     # at most this many requests per rate_window (server-wide), else 429 with Retry-After
     tpm: int | None = None
     # at most this many tokens per rate_window (server-wide), else 429 with Retry-After
+    prompt_cache: bool = True
+    # false: a provider without prompt caching, whatever a request's knob says
+    prompt_cache_ttl: float = DEFAULT_TTL_S
+    # seconds a cached prefix lives after its last use
+    prompt_cache_capacity: int = DEFAULT_CAPACITY
+    # block-aligned prefixes remembered; beyond it the least recently used are forgotten

@@ -7,8 +7,6 @@ A failed check raises `ProtocolError`, which the app turns into a 400 with the r
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -66,6 +64,11 @@ def validate_request(body: Any) -> None:
     _check_response_format(body.get("response_format"), messages)
     if body.get("tool_choice") is not None and not body.get("tools"):
         raise ProtocolError(TOOL_CHOICE_WITHOUT_TOOLS, "tool_choice", None)
+    key = body.get("prompt_cache_key")
+    if key is not None and not isinstance(key, str):
+        raise ProtocolError(
+            "Invalid type for 'prompt_cache_key': expected a string.", "prompt_cache_key", "invalid_type"
+        )
 
 
 def _check_response_format(value: Any, messages: Sequence[Mapping[str, Any]]) -> None:
@@ -151,34 +154,6 @@ def content_text(content: Any) -> str:
     return str(content)
 
 
-def tokens(text: str) -> int:
-    """The fake tokenizer: about four characters a token."""
-    return math.ceil(len(text) / 4)
-
-
-def message_chars(message: Mapping[str, Any]) -> int:
-    """Characters a message costs: its text plus its tool calls' names and arguments."""
-    size = len(content_text(message.get("content")))
-    for call in message.get("tool_calls") or []:
-        function = (call.get("function") if isinstance(call, dict) else None) or {}
-        arguments = function.get("arguments", "")
-        size += len(str(function.get("name", "")))
-        size += len(arguments if isinstance(arguments, str) else json.dumps(arguments))
-    return size
-
-
-def prompt_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
-    return math.ceil(sum(message_chars(m) for m in messages) / 4)
-
-
-def system_text(messages: Sequence[Mapping[str, Any]]) -> str:
-    """The first system (or developer) message's text, the cacheable prefix."""
-    for message in messages:
-        if message.get("role") in ("system", "developer"):
-            return content_text(message.get("content"))
-    return ""
-
-
 def first_user_text(messages: Sequence[Mapping[str, Any]]) -> str:
     for message in messages:
         if message.get("role") == "user":
@@ -189,7 +164,3 @@ def first_user_text(messages: Sequence[Mapping[str, Any]]) -> str:
 def conversation_key(messages: Sequence[Mapping[str, Any]]) -> str:
     """Stable id of a conversation: a hash of its first user message."""
     return hashlib.sha256(first_user_text(messages).encode()).hexdigest()[:16]
-
-
-def digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
