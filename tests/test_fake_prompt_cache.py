@@ -142,6 +142,11 @@ def test_stats_total_the_prompt_and_cached_tokens_reported(start_llm: Callable[.
     assert stats["prompt_tokens"] == sum(u["prompt_tokens"] for u in reported)
     assert stats["cached_tokens"] == sum(u["prompt_tokens_details"]["cached_tokens"] for u in reported) > 0
     assert stats["prompt_cache"]["lookups"] == 3 and stats["prompt_cache"]["hits"] == 2
+    [conversation] = stats["conversations"].values()
+    assert (conversation["prompt_tokens"], conversation["cached_tokens"]) == (
+        stats["prompt_tokens"],
+        stats["cached_tokens"],
+    )
     httpx.post(f"{base}/stats/reset").raise_for_status()
     assert cached(base, long_request("totals", spec="PC-10")) == 0  # a reset empties the cache
 

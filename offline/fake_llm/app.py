@@ -79,6 +79,8 @@ class _Call:
     budget: Entry | None = None
     prompt: str = ""
     # the request as the model reads it (prompt_cache.serialise): its tokens are the prompt tokens
+    key: str = ""
+    # its conversation (protocol.conversation_key)
 
 
 class FakeLLM:
@@ -117,7 +119,7 @@ class FakeLLM:
             self.stats.protocol_errors += 1
             return error_response(400, exc.message, "invalid_request_error", exc.param, exc.code)
         messages = body["messages"]
-        key = protocol.conversation_key(messages)
+        key = call.key = protocol.conversation_key(messages)
         self.stats.retry_after.arrived(key, call.arrived)
         call.prompt = serialise(body.get("tools"), messages)
         refusal = self._over_budget(key, call)
@@ -131,6 +133,7 @@ class FakeLLM:
             return error_response(400, str(exc), "invalid_request_error", "model")
         conversation = self.stats.conversation(key, spec_id(spec) if spec else "")
         conversation.requests += 1
+        conversation.review = review is not None
         if review is not None:
             self.stats.reviews += 1
             self.stats.reviews_by_mode[review.mode] += 1
@@ -230,6 +233,10 @@ class FakeLLM:
         self.stats.prompt_tokens += prompt
         self.stats.completion_tokens += completion
         self.stats.cached_tokens += cached
+        conversation = self.stats.conversations.get(call.key)
+        if conversation is not None:
+            conversation.prompt_tokens += prompt
+            conversation.cached_tokens += cached
         self.stats.window.add_tokens(call.peak, prompt + completion)
         if call.budget is not None:
             self.budget.add_tokens(call.budget, completion)

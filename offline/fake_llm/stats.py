@@ -23,6 +23,10 @@ class Conversation:
     final_answers: int = 0
     repairs: int = 0
     faults: int = 0
+    review: bool = False
+    # a reviewer's conversation (its requests ask for a structured answer)
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
 
 
 @dataclass
