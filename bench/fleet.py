@@ -31,8 +31,8 @@ from producer.fleet_cmds import enqueue
 from producer.local_redis import LocalRedis, free_port
 from producer.procs import Child, robot_fleet_command, start_child
 from worker import keys
+from worker.adapters.store import Store
 from worker.settings import Settings
-from worker.store import Store
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = PROJECT_ROOT / "examples"

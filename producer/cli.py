@@ -214,16 +214,16 @@ def worker(
     """Start a Celery worker of the fleet; extra options go to `celery worker`."""
     if pool not in ("threads", "prefork"):
         raise typer.BadParameter("expected threads or prefork", param_hint="--pool")
+    from worker.agent.writer import WriterConfig
     from worker.errors import ConfigError
-    from worker.writer import WriterConfig
 
     try:  # refuse to start rather than fail every job one by one
         WriterConfig.from_settings(_settings())
     except ConfigError as exc:
         Console(stderr=True).print(f"[red]error (config):[/] {exc.message}", highlight=False)
         raise typer.Exit(2) from exc
-    from worker.celery_app import app as celery_app
-    from worker.celery_config import QUEUE
+    from worker.adapters.celery_config import QUEUE
+    from worker.fleet.celery_app import app as celery_app
 
     argv = [
         "worker",
@@ -242,8 +242,8 @@ def flower(
     address: Annotated[str, typer.Option("--address", help="Bind address.")] = "127.0.0.1",
 ) -> None:
     """Start Flower on the fleet's broker (basic auth from FLOWER_BASIC_AUTH=user:password)."""
-    from worker.celery_app import app as celery_app
-    from worker.celery_config import flower_argv
+    from worker.adapters.celery_config import flower_argv
+    from worker.fleet.celery_app import app as celery_app
 
     celery_app.start(flower_argv(port, address))
 

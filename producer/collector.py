@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from producer.failpoints import failpoint
 from producer.manifest import edited_by_a_person, file_sha256, locked_entries
 from producer.outputs import atomic_write_text, sweep_temp_files
+from worker.adapters.store import ResultEntry, Store
+from worker.failpoints import failpoint
 from worker.spec import resolve_in_output
-from worker.store import ResultEntry, Store
 
 logger = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from producer.manifest import is_up_to_date, load_entries
+from worker.adapters.store import Store
 from worker.agent.prompt import PROMPT_VERSION
 from worker.errors import SpecError
 from worker.settings import Settings
 from worker.spec import Spec, find_conflicts, id_from_file_name, load_spec_file, printable
-from worker.store import Store
 
 _BATCH_NAME_RE = re.compile(r"[^A-Za-z0-9._-]+")
 

@@ -20,12 +20,12 @@ from producer.console import ConsoleSink
 from producer.enqueue import Plan, new_batch_id, plan_batch, record_batch
 from producer.follow import BatchView, follow_batch, jobs_table, load_view
 from producer.local_redis import redis_answers
+from worker.adapters.celery_config import create_app, send_job
+from worker.adapters.store import SOCKET_CONNECT_TIMEOUT_S, Store
 from worker.agent.events import Event, EventKind
-from worker.celery_config import create_app, send_job
 from worker.errors import PermanentError, RetryableError, RobotFleetError, StoreUnavailable
 from worker.redact import redactor_for
 from worker.settings import Settings
-from worker.store import SOCKET_CONNECT_TIMEOUT_S, Store
 
 FOLLOW_BLOCK_MS = 1000
 RETRYABLE_KINDS = {cls.kind for cls in RetryableError.__subclasses__()} | {RetryableError.kind}

@@ -17,8 +17,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from producer.collector import Collected, Collector
+from worker.adapters.store import Store
 from worker.errors import retry_hint
-from worker.store import Store
 
 POLL_BLOCK_MS = 500
 NO_WORKER_HINT_S = 15.0

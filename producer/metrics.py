@@ -38,11 +38,11 @@ from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
 from worker import keys
-from worker.celery_config import QUEUE
+from worker.adapters.celery_config import QUEUE
+from worker.adapters.ratelimit import LLM_REQUESTS, LLM_TOKENS, MCP_REQUESTS
+from worker.adapters.store import Store
 from worker.errors import StoreUnavailable
-from worker.ratelimit import LLM_REQUESTS, LLM_TOKENS, MCP_REQUESTS
 from worker.settings import Settings
-from worker.store import Store
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from producer.failpoints import failpoint
+from worker.failpoints import failpoint
 from worker.spec import resolve_in_output
 
 

@@ -21,9 +21,9 @@ from typing import Any
 from rich.console import Console
 
 from producer.fleet_cmds import _store, decoded
+from worker.adapters.store import Store
 from worker.redact import redactor_for
 from worker.settings import Settings
-from worker.store import Store
 
 DONE = ("succeeded", "collected")
 IN_PROGRESS = ("queued", "running", "retrying")

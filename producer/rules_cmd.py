@@ -19,13 +19,13 @@ from packaging.requirements import InvalidRequirement, Requirement
 from rich.console import Console
 from rich.markup import escape
 
+from worker.adapters.mcp_tools import McpSession
 from worker.agent.checks.rules import as_dict
 from worker.agent.checks.scope import library_keywords, parse_resource
 from worker.agent.context import ContextCache, RepoContext
 from worker.agent.tools import GuardedTools
-from worker.mcp_tools import McpSession
+from worker.agent.writer import WriterConfig
 from worker.settings import Settings
-from worker.writer import WriterConfig
 
 REQUIREMENT_FILES = ("requirements.txt", "requirements-test.txt", "requirements/test.txt", "pyproject.toml")
 MAX_RESOURCES = 200

@@ -9,17 +9,17 @@ from rich.console import Console
 
 from producer.console import ConsoleSink
 from producer.outputs import write_output
+from worker.adapters.llm import build_client, writer_and_reviewer
+from worker.adapters.mcp_tools import McpSession
+from worker.adapters.ratelimit import FleetLimiter
 from worker.agent.checks.execute import SuiteRunner
 from worker.agent.checks.verdict import Verdict, verdict_of
 from worker.agent.context import ContextCache
 from worker.agent.loop import WriterResult
+from worker.agent.writer import WriterConfig, generate
 from worker.errors import ConfigError, RobotFleetError, retry_hint
-from worker.llm import build_client, writer_and_reviewer
-from worker.mcp_tools import McpSession
-from worker.ratelimit import FleetLimiter
 from worker.settings import Settings
 from worker.spec import Spec, load_spec_file, resolve_in_output
-from worker.writer import WriterConfig, generate
 
 CONNECT_WAIT_S = 5.0
 

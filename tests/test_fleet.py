@@ -224,7 +224,7 @@ def test_sprint_batch_yields_every_file_with_the_prefork_pool(prefork_fleet: Fle
 
 
 def test_workers_send_throttled_progress_events_with_round_and_tool(fleet: Fleet, tmp_path: Path) -> None:
-    from worker.celery_config import create_app
+    from worker.adapters.celery_config import create_app
     from worker.settings import Settings
 
     app = create_app(Settings(redis_url=fleet.env["REDIS_URL"]))

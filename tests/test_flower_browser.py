@@ -15,7 +15,7 @@ from producer.procs import Child, robot_fleet_command, start_child
 from tests.browser import Chromium, Page, artifacts_dir, basic_auth, chromium_binary
 from tests.conftest import EXAMPLES, StandIn
 from tests.fleet_harness import Fleet, fault_spec, spec_dir, start_fleet
-from worker.celery_config import FLOWER_TASK_COLUMNS
+from worker.adapters.celery_config import FLOWER_TASK_COLUMNS
 from worker.spec import load_spec_file
 
 pytestmark = pytest.mark.integration

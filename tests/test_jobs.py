@@ -11,10 +11,10 @@ import redis
 
 from producer.local_redis import LocalRedis
 from worker import keys
+from worker.adapters.store import Store
 from worker.errors import InternalError, ToolServerUnavailable
-from worker.jobs import JobOutcome, Services, execute_job
-from worker.logsink import Progress
-from worker.store import Store
+from worker.fleet.jobs import JobOutcome, Services, execute_job
+from worker.fleet.logsink import Progress
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
+from worker.adapters.llm import OpenAIChatModel
 from worker.errors import ModelUnavailable
-from worker.llm import OpenAIChatModel
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -28,7 +28,7 @@ async def _half_a_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWri
 
 
 def test_stream_broken_mid_answer_is_retryable() -> None:
-    from worker.llm import build_client
+    from worker.adapters.llm import build_client
 
     async def scenario() -> list[dict]:
         server = await asyncio.start_server(_half_a_stream, "127.0.0.1", 0)

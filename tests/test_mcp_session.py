@@ -20,10 +20,10 @@ import pytest
 from producer.local_redis import free_port
 from producer.procs import Child, robot_fleet_command, start_child
 from tests.conftest import EXAMPLES
+from worker.adapters.mcp_tools import SDK_TRANSPORT_LOGGER, McpSession
 from worker.agent.context import fetch_context
 from worker.agent.tools import GuardedTools, ToolPolicy
 from worker.errors import ConfigError, ConventionMissing, ToolServerRejected, ToolServerUnavailable
-from worker.mcp_tools import SDK_TRANSPORT_LOGGER, McpSession
 
 pytestmark = pytest.mark.integration
 

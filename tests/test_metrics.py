@@ -17,7 +17,7 @@ from producer.local_redis import LocalRedis, free_port
 from producer.procs import robot_fleet_command, start_child
 from tests.conftest import EXAMPLES, StandIn, writer_env
 from tests.fleet_harness import Fleet, spec_dir
-from worker.store import Store
+from worker.adapters.store import Store
 
 pytestmark = pytest.mark.integration
 

@@ -32,9 +32,9 @@ from producer.local_redis import LocalRedis, free_port
 from producer.procs import Child, robot_fleet_command, start_child
 from tests.conftest import EXAMPLES, REPO_ROOT, StandIn, writer_env
 from tests.fleet_harness import Fleet, spec_dir
+from worker.adapters.mcp_tools import McpSession
 from worker.agent.context import fetch_context
 from worker.agent.tools import GuardedTools, ToolPolicy
-from worker.mcp_tools import McpSession
 
 PINNED = "2.1.64"
 PACKAGE = REPO_ROOT / "node_modules" / "@zereight" / "mcp-gitlab"

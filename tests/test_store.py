@@ -13,8 +13,8 @@ import redis
 
 from producer.local_redis import LocalRedis
 from worker import keys
+from worker.adapters.store import Claim, Store
 from worker.redact import redactor
-from worker.store import Claim, Store
 
 pytestmark = pytest.mark.integration
 
@@ -74,7 +74,7 @@ def test_only_the_latest_attempt_can_record_its_result(store_url: str, redis_cli
 
 
 def test_sweep_requeues_only_jobs_whose_lease_ran_out(store_url: str, redis_client: redis.Redis) -> None:
-    from worker.store import RENEW_SCRIPT, SWEEP_SCRIPT
+    from worker.adapters.store import RENEW_SCRIPT, SWEEP_SCRIPT
 
     async def scenario(store: Store) -> None:
         await store.create_batch(

@@ -10,15 +10,15 @@ import shutil
 import pytest
 
 from tests.conftest import REPO_ROOT, StandIn, start_stand_in
+from worker.adapters.mcp_tools import McpSession
 from worker.agent.checks.execute import RunSettings, SuiteRunner
 from worker.agent.checks.pipeline import Verification, VerifyConfig
 from worker.agent.checks.verdict import Outcome, Stage, Verdict
 from worker.agent.context import ContextCache
 from worker.agent.loop import WriterLimits
 from worker.agent.tools import GuardedTools, ToolPolicy
-from worker.mcp_tools import McpSession
+from worker.agent.writer import WriterConfig, build_verifier
 from worker.spec import parse_spec
-from worker.writer import WriterConfig, build_verifier
 
 pytestmark = pytest.mark.integration
 

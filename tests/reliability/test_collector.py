@@ -1,5 +1,5 @@
 """Issue 6, item 5: the collector killed in the middle of writing a file, and between writing a file
-and acknowledging its result. Crash points (`producer.failpoints`) kill the real collector process
+and acknowledging its result. Crash points (`worker.failpoints`) kill the real collector process
 with SIGKILL's status at the exact line; the next collector reclaims what it left."""
 
 from __future__ import annotations

@@ -24,9 +24,9 @@ from producer.manifest import MANIFEST_DIR, MANIFEST_NAME, load_entries
 from tests.conftest import EXAMPLES, REPO_ROOT, StandIn, start_stand_in, writer_env
 from tests.fleet_harness import Fleet
 from worker import keys
+from worker.adapters.mcp_tools import McpSession
 from worker.agent.output import validate_suite
 from worker.agent.tools import READ_ONLY_TOOLS
-from worker.mcp_tools import McpSession
 from worker.spec import load_spec_file
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]

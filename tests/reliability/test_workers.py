@@ -106,7 +106,7 @@ def test_a_task_delivered_twice_yields_one_result_and_one_file(
     batch_id = fleet.batch_of(done.stdout)
     jobs = fleet.assert_written_once(batch_id, out, 2)
     # and once more by hand, after the job finished (a late redelivery)
-    from worker.celery_config import create_app, send_job
+    from worker.adapters.celery_config import create_app, send_job
     from worker.settings import Settings
 
     app = create_app(Settings(redis_url=fleet.env["REDIS_URL"]))

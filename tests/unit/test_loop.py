@@ -13,9 +13,9 @@ from worker.agent.context import ContextCache
 from worker.agent.events import EventKind, ListSink
 from worker.agent.loop import WriterLimits, WriterResult
 from worker.agent.tools import ToolPolicy
+from worker.agent.writer import WriterConfig, generate
 from worker.errors import JobTimeout, NoAnswer, RepairsExhausted, RoundsExhausted
 from worker.spec import parse_spec
-from worker.writer import WriterConfig, generate
 
 GOOD = "*** Settings ***\nDocumentation    Generated\n\n*** Test Cases ***\nA-1 Works\n    Log    ok\n"
 BROKEN = "*** Test Steps ***\nA-1 Works\n    Log    ok\n"

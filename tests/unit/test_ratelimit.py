@@ -1,4 +1,4 @@
-"""The fleet-wide rate limiter (worker/ratelimit.py) against a real redis-server: budgets shared by
+"""The fleet-wide rate limiter (worker/adapters/ratelimit.py) against a real redis-server: budgets shared by
 several limiters (as by several worker processes), the waits, the httpx2 hooks counting every request
 sent (the openai client's retries included), token estimates, and a Redis that cannot be reached."""
 
@@ -16,11 +16,11 @@ import redis
 
 from producer.local_redis import LocalRedis, free_port
 from tests.conftest import StandIn
-from worker import ratelimit
+from worker.adapters import ratelimit
+from worker.adapters.llm import OpenAIChatModel, build_client
+from worker.adapters.mcp_tools import McpSession
+from worker.adapters.ratelimit import Budget, FleetLimiter, estimate_tokens, limits_uri
 from worker.errors import ModelUnavailable, StoreUnavailable, ToolServerUnavailable
-from worker.llm import OpenAIChatModel, build_client
-from worker.mcp_tools import McpSession
-from worker.ratelimit import Budget, FleetLimiter, estimate_tokens, limits_uri
 from worker.settings import Settings
 
 DB = 14  # a db of its own on the session's server (the fleet tests use 1-13): never flush the others
@@ -111,7 +111,7 @@ def test_limiters_sharing_a_budget_never_exceed_it_in_any_window(
     url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     budget, window = 4, 1.0  # stored as 4 per 2 s: the window plus its margin, in whole seconds
-    caplog.set_level(logging.INFO, logger="worker.ratelimit")
+    caplog.set_level(logging.INFO, logger="worker.adapters.ratelimit")
 
     async def scenario() -> tuple[list[float], list[FleetLimiter]]:
         limiters = [FleetLimiter(url, window_s=window, mcp_rpm=budget) for _ in range(3)]  # 3 "processes"

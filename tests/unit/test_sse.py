@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from worker.adapters.llm import _sse_chunks
 from worker.errors import ModelUnavailable
-from worker.llm import _sse_chunks
 
 
 async def _lines(*lines: str) -> AsyncIterator[str]:

@@ -14,9 +14,9 @@ import logging
 import threading
 from dataclasses import dataclass
 
+from worker.adapters.store import Store
 from worker.agent.events import Event, EventKind
 from worker.errors import StoreUnavailable
-from worker.store import Store
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Celery configuration of the fleet, shared by the worker (`worker.celery_app`) and the producer.
+"""Celery configuration of the fleet, shared by the worker (`worker.fleet.celery_app`) and the producer.
 
 Settings as DESIGN.md asks: late acks and reject on worker lost (a killed worker's jobs are
 redelivered), prefetch 1, a Redis visibility timeout above the longest job, task events and
@@ -29,7 +29,7 @@ def visibility_timeout(settings: Settings) -> int:
 
 def create_app(settings: Settings) -> Celery:
     app = Celery(
-        "robot_fleet", broker=settings.redis_url, backend=settings.redis_url, include=["worker.tasks"]
+        "robot_fleet", broker=settings.redis_url, backend=settings.redis_url, include=["worker.fleet.tasks"]
     )
     timeout = visibility_timeout(settings)
     transport: dict[str, int] = {"visibility_timeout": timeout}

@@ -19,7 +19,7 @@ from worker.errors import ModelRequestRejected, ModelUnavailable, retry_after_se
 from worker.settings import Settings
 
 if TYPE_CHECKING:
-    from worker.ratelimit import FleetLimiter
+    from worker.adapters.ratelimit import FleetLimiter
 
 logger = logging.getLogger(__name__)
 

@@ -9,11 +9,11 @@ from typing import Any
 
 from celery import Task
 
-from worker.celery_app import TASK_NAME, app, settings
 from worker.errors import RetryableError
-from worker.jobs import JobOutcome, execute_job
-from worker.logsink import Progress
-from worker.runtime import get_runtime
+from worker.fleet.celery_app import TASK_NAME, app, settings
+from worker.fleet.jobs import JobOutcome, execute_job
+from worker.fleet.logsink import Progress
+from worker.fleet.runtime import get_runtime
 
 MAX_RETRIES = 5
 RETRY_BASE_S = 4.0

@@ -28,9 +28,9 @@ from celery import Celery
 from redis.exceptions import RedisError
 
 from worker import keys
-from worker.celery_config import send_job
+from worker.adapters.celery_config import send_job
+from worker.adapters.store import RENEW_SCRIPT, SOCKET_CONNECT_TIMEOUT_S, SOCKET_TIMEOUT_S, SWEEP_SCRIPT
 from worker.errors import StoreUnavailable
-from worker.store import RENEW_SCRIPT, SOCKET_CONNECT_TIMEOUT_S, SOCKET_TIMEOUT_S, SWEEP_SCRIPT
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
-"""The Celery application of a worker process (`celery -A worker.celery_app`; `robot-fleet worker`).
+"""The Celery application of a worker process (`celery -A worker.fleet.celery_app`; `robot-fleet worker`).
 
-Settings are read once, here, when the worker starts; see `worker.celery_config` for the options.
+Settings are read once, here, when the worker starts; see `worker.adapters.celery_config` for the options.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from celery.signals import (
 )
 from redis.exceptions import RedisError
 
-from worker.celery_config import TASK_NAME, create_app
+from worker.adapters.celery_config import TASK_NAME, create_app
 from worker.redact import RedactingFilter, redacting_task_class
 from worker.settings import Settings
 
 if TYPE_CHECKING:
-    from worker.leases import LeaseSweeper
+    from worker.fleet.leases import LeaseSweeper
 
 __all__ = ["TASK_NAME", "app", "settings"]
 
@@ -49,7 +49,7 @@ def _mask_secrets_in_logs(logger: logging.Logger, **_: object) -> None:
 @worker_shutdown.connect  # the threads pool never sends worker_process_shutdown
 def _close_runtime(**_: object) -> None:
     """Close this process's MCP session (HTTP DELETE: the real server holds at most 1000)."""
-    from worker.runtime import close_runtime
+    from worker.fleet.runtime import close_runtime
 
     close_runtime()
 
@@ -61,7 +61,7 @@ _sweeper: LeaseSweeper | None = None
 def _start_lease_sweeper(**_: object) -> None:
     """In the worker's main process: resend the jobs of worker processes that died."""
     global _sweeper
-    from worker.leases import LeaseSweeper
+    from worker.fleet.leases import LeaseSweeper
 
     _sweeper = LeaseSweeper(app, settings.redis_url, settings.worker_lease_s, held=_held_jobs)
     _sweeper.start()

@@ -16,16 +16,16 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from worker.adapters.llm import build_client, writer_and_reviewer
+from worker.adapters.mcp_tools import McpSession
+from worker.adapters.ratelimit import FleetLimiter
+from worker.adapters.store import Store
 from worker.agent.checks.execute import SuiteRunner
 from worker.agent.context import ContextCache
-from worker.jobs import Services
-from worker.llm import build_client, writer_and_reviewer
-from worker.mcp_tools import McpSession
-from worker.ratelimit import FleetLimiter
+from worker.agent.writer import WriterConfig
+from worker.fleet.jobs import Services
 from worker.redact import redactor_for
 from worker.settings import Settings
-from worker.store import Store
-from worker.writer import WriterConfig
 
 logger = logging.getLogger(__name__)
 

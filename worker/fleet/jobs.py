@@ -12,17 +12,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from worker.adapters.store import Claim, Store
 from worker.agent.checks.execute import SuiteRunner
 from worker.agent.checks.verdict import verdict_of
 from worker.agent.context import ContextCache
 from worker.agent.loop import WriterResult
 from worker.agent.model import ChatModel
 from worker.agent.tools import Toolset, ToolSpec
+from worker.agent.writer import WriterConfig, generate
 from worker.errors import InternalError, RetryableError, RobotFleetError
-from worker.logsink import Progress, RedisLogSink
+from worker.fleet.logsink import Progress, RedisLogSink
 from worker.spec import parse_spec
-from worker.store import Claim, Store
-from worker.writer import WriterConfig, generate
 
 logger = logging.getLogger(__name__)
 
