@@ -1,9 +1,12 @@
 """The scripted writer over HTTP on the example sprint: its 17 clean suites pass when run.
 
-The test plays the product and the MCP server itself: it sends each spec of examples/specs as the
-worker does (the id from the file name when the spec has none), answers the model's
-`get_file_contents` / `get_repository_tree` calls from the files of examples/framework, then runs
-every answer inside a copy of the framework with `robot --pythonpath . tests/...`.
+The test plays the product and the MCP server itself: it builds each spec's first messages with the
+worker's own prompt code (convention, rules, keyword catalog and tree in the system message; the
+files most like the suite, then the spec, in the user message; the id from the file name when the
+spec has none), answers the model's `get_file_contents` / `get_repository_tree` calls from the
+files of examples/framework, then runs every answer inside a copy of the framework with
+`robot --pythonpath . tests/...`. `upfront=False` sends the bare spec instead, as a product that
+gives nothing up front does: the writer then reads everything with the tools.
 """
 
 from __future__ import annotations
@@ -25,7 +28,12 @@ from robot.api.parsing import ModelVisitor
 from robot.running import ResourceFile
 
 from tests.conftest import StandIn
-from tests.test_fake_llm import READ_TOOLS, Turn, client_for, run, stream_turn
+from tests.test_fake_llm import READ_TOOLS, client_for, run, stream_turn
+from worker.agent.catalog import build_catalog
+from worker.agent.context import CONVENTION_PATH, RepoContext
+from worker.agent.prompt import initial_messages
+from worker.agent.upfront import upfront_files
+from worker.spec import parse_spec
 
 pytestmark = pytest.mark.integration
 
@@ -36,6 +44,8 @@ MODEL = "fake-writer"
 MAX_TURNS = 30
 PLACEHOLDER = re.compile(r"<[A-Za-z_][\w -]*>|\b(?:TODO|FIXME|XXX)\b")
 KINDS = {"smoke", "regression"}
+MAX_SPEC_BYTES = 1_000_000
+MAX_ROUNDS = 2
 
 
 def framework_files() -> dict[str, str]:
@@ -89,7 +99,25 @@ def target_path(spec: dict[str, Any]) -> str:
     return str(rf.get("target_path") or rf.get("output_path") or f"tests/generated/{spec_id(spec)}.robot")
 
 
+async def product_messages(spec: dict[str, Any], files: dict[str, str]) -> list[dict[str, Any]]:
+    """The first messages as the worker builds them (worker/writer.py `_given`, worker/agent/prompt.py)."""
+
+    async def read_file(path: str) -> str | None:
+        return files.get(path)
+
+    paths = tuple(sorted(files))
+    product_spec = parse_spec(
+        json.dumps(spec).encode(), source=f"{spec_id(spec)}_spec.json", max_bytes=MAX_SPEC_BYTES
+    )
+    context = RepoContext("42", "main", files.get(CONVENTION_PATH, ""), paths, mcp_calls=0)
+    catalog = await build_catalog(read_file, paths)
+    text = json.dumps(product_spec.data, ensure_ascii=False)
+    given = await upfront_files(read_file, paths, product_spec.target_path, text)
+    return initial_messages(context, product_spec, catalog, given)
+
+
 def first_messages(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The bare spec: a product that gives nothing up front."""
     user = (
         f"Write the suite for spec {spec_id(spec)}.\n\n## Spec\n```json\n{json.dumps(spec, indent=2)}\n```\n"
     )
@@ -105,13 +133,13 @@ async def converse(
     files: dict[str, str],
     model: str = MODEL,
     cut: int | None = None,
-) -> Turn:
+) -> None:
     """Answer tool calls until the model answers; `messages` grows in place."""
     for _ in range(MAX_TURNS):
         turn = await stream_turn(client, messages, model=model, tools=READ_TOOLS)
         if not turn.calls:
             messages.append({"role": "assistant", "content": turn.text})
-            return turn
+            return
         calls = [
             {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
             for c in turn.calls
@@ -123,6 +151,30 @@ async def converse(
     raise AssertionError(f"no answer in {MAX_TURNS} turns")
 
 
+async def conversation(
+    client: openai.AsyncOpenAI,
+    spec: dict[str, Any],
+    repairs: Sequence[str] = (),
+    model: str = MODEL,
+    cut: int | None = None,
+    files: dict[str, str] | None = None,
+    upfront: bool = True,
+) -> list[dict[str, Any]]:
+    """The messages of the first answer, then of one answer per repair request (the repository:
+    examples/framework unless `files`)."""
+    files = files or framework_files()
+    messages = await product_messages(spec, files) if upfront else first_messages(spec)
+    await converse(client, messages, files, model, cut)
+    for request in repairs:
+        messages.append({"role": "user", "content": request})
+        await converse(client, messages, files, model, cut)
+    return messages
+
+
+def answers_of(messages: list[dict[str, Any]]) -> list[str]:
+    return [m["content"] for m in messages if m["role"] == "assistant" and not m.get("tool_calls")]
+
+
 async def write_suite(
     client: openai.AsyncOpenAI,
     spec: dict[str, Any],
@@ -130,24 +182,25 @@ async def write_suite(
     model: str = MODEL,
     cut: int | None = None,
     files: dict[str, str] | None = None,
+    upfront: bool = True,
 ) -> list[str]:
-    """The first answer, then one answer per repair request (the repository: examples/framework)."""
-    files = files or framework_files()
-    messages = first_messages(spec)
-    answers = [(await converse(client, messages, files, model, cut)).text]
-    for request in repairs:
-        messages.append({"role": "user", "content": request})
-        answers.append((await converse(client, messages, files, model, cut)).text)
-    return answers
+    """The first answer, then one answer per repair request."""
+    return answers_of(await conversation(client, spec, repairs, model, cut, files, upfront))
+
+
+def write_conversations(
+    server: str, specs: Sequence[dict[str, Any]], upfront: bool = True
+) -> list[list[dict[str, Any]]]:
+    async def scenario() -> list[list[dict[str, Any]]]:
+        client = client_for(server)
+        talks = (conversation(client, spec, upfront=upfront) for spec in specs)
+        return list(await asyncio.gather(*talks))
+
+    return run(scenario())
 
 
 def write_suites(server: str, specs: Sequence[dict[str, Any]]) -> list[str]:
-    async def scenario() -> list[str]:
-        client = client_for(server)
-        answers = await asyncio.gather(*(write_suite(client, spec) for spec in specs))
-        return [found[0] for found in answers]
-
-    return run(scenario())
+    return [answers_of(messages)[0] for messages in write_conversations(server, specs)]
 
 
 def run_suites(suites: dict[str, str], root: Path, source: Path = FRAMEWORK) -> dict[str, tuple[bool, str]]:
@@ -232,10 +285,21 @@ def assert_follows_convention(spec: dict[str, Any], text: str, private: set[str]
         assert not [c for c in test["calls"] if c.lower() in private], (name, test["calls"])
 
 
-def test_clean_drafts_of_the_example_sprint_pass_when_run(fake_llm: StandIn, tmp_path: Path) -> None:
+@pytest.mark.parametrize("upfront", [True, False], ids=["context-given", "nothing-given"])
+def test_clean_drafts_of_the_example_sprint_pass_when_run(
+    fake_llm: StandIn, tmp_path: Path, upfront: bool
+) -> None:
+    """Given the catalog and the similar files, each spec is answered within two rounds; given
+    nothing, the writer reads what it needs with the tools and writes the same quality of suite."""
     specs = [load_spec(path) for path in sorted(SPECS.glob("*_spec.json"))]
     assert len(specs) == 17
-    answers = write_suites(fake_llm.base, specs)
+    conversations = write_conversations(fake_llm.base, specs, upfront)
+    answers = [answers_of(messages)[0] for messages in conversations]
+    rounds = {
+        spec_id(s): sum(m["role"] == "assistant" for m in c)
+        for s, c in zip(specs, conversations, strict=True)
+    }
+    assert max(rounds.values()) <= (MAX_ROUNDS if upfront else MAX_TURNS), rounds
     suites = dict(zip((target_path(s) for s in specs), answers, strict=True))
     private = private_keywords()
     for spec, text in zip(specs, answers, strict=True):
@@ -250,9 +314,9 @@ def test_clean_drafts_of_the_example_sprint_pass_when_run(fake_llm: StandIn, tmp
 
 def test_a_file_result_cut_short_is_read_as_far_as_it_goes(fake_llm: StandIn, tmp_path: Path) -> None:
     """A client's result-size limit cuts api_client.resource (24 kB) in its private keywords: the
-    public ones before the cut are still used."""
+    public ones before the cut are still used (nothing given up front: the writer fetches it)."""
     spec = load_spec(SPECS / "SHOP-130_spec.json")
-    [text] = run(write_suite(client_for(fake_llm.base), spec, cut=12_000))
+    [text] = run(write_suite(client_for(fake_llm.base), spec, cut=12_000, upfront=False))
     assert "    ${response}=    Send GET Request    /api/cart\n    Response Status Should Be    401\n" in text
     outcomes = run_suites({target_path(spec): text}, tmp_path / "framework")
     assert outcomes and all(passed for passed, _ in outcomes.values()), outcomes

@@ -13,7 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from offline.fake_llm.given import catalog, given_files
 from offline.fake_llm.protocol import content_text
+from offline.fake_llm.robotfiles import Keyword
 
 CONVENTION = "doc/convention.md"
 CONVENTION_MARKER = re.compile(r"(?m)^##\s*doc/convention\.md\s*$")
@@ -52,6 +54,10 @@ class History:
     last_role: str = ""
     repairs: list[str] = field(default_factory=list)
     # the user messages that follow an answer, in order: the repair requests
+    given: dict[str, str] = field(default_factory=dict)
+    # the files the prompt gives (`## Repository file:`), in order: as good as fetched
+    catalog: list[Keyword] = field(default_factory=list)
+    # the keywords the prompt lists (`## Keywords of the repository`)
 
     @property
     def repair_requested(self) -> bool:
@@ -70,6 +76,17 @@ class History:
             if call.name == "get_file_contents" and isinstance(path, str):
                 files[norm_path(path)] = file_text(raw, python=path.endswith(".py"))
         return files
+
+    def files(self) -> dict[str, str | None]:
+        """What the writer has read: the files the prompt gives, then those it fetched."""
+        given: dict[str, str | None] = {
+            path: text if _usable(text, path.endswith(".py")) else None for path, text in self.given.items()
+        }
+        return {**given, **{path: text for path, text in self.fetched().items() if path not in given}}
+
+    def given_tests(self) -> list[str]:
+        """The suites the prompt gives, in its order: the tests most like the one to write."""
+        return [p for p in self.given if p.endswith(".robot") and not p.endswith("__init__.robot")]
 
     def tree_results(self) -> list[tuple[Call, str]]:
         return [(call, raw) for call, raw in self.results if call.name == "get_repository_tree"]
@@ -140,9 +157,12 @@ def file_text(raw: str, python: bool = False) -> str | None:
                 text = None
     if text is None:
         return None
-    if python:
-        return text if _is_python(text) else None
-    return text if "***" in text else None
+    return text if _usable(text, python) else None
+
+
+def _usable(text: str, python: bool) -> bool:
+    """Robot data must have a section header, Python must parse."""
+    return _is_python(text) if python else "***" in text
 
 
 def _cut_off_object(raw: str) -> dict[str, str] | None:
@@ -229,6 +249,12 @@ def read_history(messages: Sequence[Mapping[str, Any]], tools: Any) -> History:
     )
     first_user = next((content_text(m.get("content")) for m in messages if m.get("role") == "user"), "")
     history = History(spec=find_spec(first_user), prompt=prompt, offered=offered_tools(tools))
+    # what comes before the conversation: the system messages and the first user message
+    opening = "\n".join(
+        content_text(m.get("content")) for m in messages if m.get("role") in ("system", "developer")
+    )
+    history.given = {norm_path(path): text for path, text in given_files(f"{opening}\n{first_user}").items()}
+    history.catalog = catalog(opening) or catalog(first_user)
     calls: dict[str, Call] = {}
     for message in messages:
         role = str(message.get("role"))

@@ -1,8 +1,11 @@
 """The deterministic writer: a request's messages in, the next action out.
 
 It plays a careful writer: convention, tree, the most similar test (same area first), its
-resources and variable files (transitively), the tree's other resources, then the suite. It only calls tools the request offers (except when `evil` asks it to misbehave),
-never repeats a call, and skips files whose fetch failed.
+resources and variable files (transitively), the tree's other resources, then the suite. What the
+prompt gives counts as read: its files are never fetched (the first test among them is the
+similar test), and its keyword catalog stands for the resources not given (their keywords are
+used, and imported, without reading them). It only calls tools the request offers (except when
+`evil` asks it to misbehave), never repeats a call, and skips files whose fetch failed.
 """
 
 from __future__ import annotations
@@ -12,16 +15,18 @@ import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from offline.fake_llm.given import said_in_full
 from offline.fake_llm.history import CONVENTION, Call, History, next_page_token, norm_path
 from offline.fake_llm.knobs import Knobs
 from offline.fake_llm.robotfiles import (
+    Keyword,
     Knowledge,
     read_assignments,
     read_resource,
     read_settings,
     read_variable_file,
 )
-from offline.fake_llm.suite import build_suite, target_area
+from offline.fake_llm.suite import build_suite, target_area, used_keywords
 from offline.fake_llm.words import words
 
 READ_FILE = "get_file_contents"
@@ -83,6 +88,8 @@ class _Plan:
     knobs: Knobs
     knowledge: Knowledge = field(default_factory=Knowledge)
     similar: str = ""
+    from_catalog: list[Keyword] = field(default_factory=list)
+    # the keywords known only by their catalog line
 
     def can(self, tool: str) -> bool:
         return tool in self.history.offered
@@ -96,7 +103,7 @@ def decide(history: History, knobs: Knobs) -> Action:
     if knobs.no_answer == "loop":
         return ToolTurn((Call(READ_TREE, dict(TREE_ARGUMENTS)),), "I should list the tree again.")
     plan = _Plan(history, knobs)
-    for step in (_orientation, _similar_test, _resources):
+    for step in (_orientation, _similar_test, _resources, _unclear):
         turn = step(plan)
         if turn is not None:
             return turn
@@ -145,11 +152,13 @@ def _ranked_tests(plan: _Plan) -> list[str]:
 
 
 def _similar_test(plan: _Plan) -> ToolTurn | None:
-    """Fetch the most similar test (the next one when a fetch failed) and read its settings."""
-    if not plan.can(READ_FILE) and not plan.history.fetched():
+    """The test the prompt gives, else fetch the most similar test (the next one when a fetch
+    failed); read its settings."""
+    fetched = plan.history.files()
+    if not plan.can(READ_FILE) and not fetched:
         return None
-    fetched = plan.history.fetched()
-    for path in _ranked_tests(plan)[:MAX_SIMILAR_TRIES]:
+    tried = [*plan.history.given_tests(), *_ranked_tests(plan)[:MAX_SIMILAR_TRIES]]
+    for path in dict.fromkeys(tried):
         if path not in fetched:
             if not plan.can(READ_FILE) or not plan.fresh([Call(READ_FILE, {"file_path": path})]):
                 continue
@@ -178,13 +187,18 @@ def resolve_import(name: str, importer: str, known: set[str]) -> str:
 def _resources(plan: _Plan) -> ToolTurn | None:
     """Walk the similar test's imports breadth first (resources and Python variable files), then
     every other resource of the tree, as a careful writer looks in resources/ before writing a
-    step; fetch what is missing, learn keywords and variables from the rest."""
-    walk = _Walk(plan, plan.history.fetched(), set(plan.history.known_paths()))
+    step; fetch what is missing, learn keywords and variables from the rest. With a catalog in the
+    prompt, the other resources are its lines, and a resource it lists is fetched only when the
+    similar test imports it directly."""
+    walk = _Walk(plan, plan.history.files(), set(plan.history.known_paths()))
     walk.known |= set(walk.fetched)
+    walk.listed = {keyword.source for keyword in plan.history.catalog}
     settings = plan.knowledge.settings
     walk.run([(name, plan.similar) for name in (*settings.resources, *settings.variables)])
     plan.knowledge.reachable = set(walk.seen)
-    if not walk.pending:
+    if not walk.pending and plan.history.catalog:
+        _from_catalog(plan, walk)
+    elif not walk.pending:
         others = [p for p in plan.history.known_paths() if p.endswith(".resource") and p not in walk.seen]
         walk.run([(path, "") for path in _by_relevance(plan, others)[:MAX_OTHER_RESOURCES]])
     pending = walk.pending
@@ -194,6 +208,34 @@ def _resources(plan: _Plan) -> ToolTurn | None:
         pending = pending[:1]
     calls = tuple(Call(READ_FILE, {"file_path": path}) for path in pending)
     return ToolTurn(calls, f"I need the keywords in {', '.join(pending)}.")
+
+
+def _from_catalog(plan: _Plan, walk: _Walk) -> None:
+    """Learn the files read (given or fetched) the similar test does not reach, fetching none of
+    their imports, then every catalog keyword of a file not read."""
+    walk.fetch = False
+    rest = [path for path in walk.fetched if path not in walk.seen and not path.endswith(".robot")]
+    walk.run([(path, "") for path in rest])  # a suite is no resource: its keywords are its own
+    read = {path for path in walk.seen if walk.fetched.get(path) is not None}
+    plan.from_catalog = [k for k in plan.history.catalog if k.source not in read]
+    plan.knowledge.keywords += plan.from_catalog
+
+
+def _unclear(plan: _Plan) -> ToolTurn | None:
+    """Read the file of a catalog keyword the suite would call when its line says too little (its
+    documentation cut short, or none): what it returns is in the file."""
+    unclear = {k.name.lower(): k.source for k in plan.from_catalog if not said_in_full(k.doc)}
+    if not unclear or not plan.can(READ_FILE):
+        return None
+    used = used_keywords(plan.history.spec, plan.knowledge)
+    paths = dict.fromkeys(unclear[name.lower()] for name in used if name.lower() in unclear)
+    calls = plan.fresh([Call(READ_FILE, {"file_path": path}) for path in paths])
+    if not calls:
+        return None
+    if plan.knobs.tool_calls != "parallel":
+        calls = calls[:1]
+    names = ", ".join(str(call.arguments["file_path"]) for call in calls)
+    return ToolTurn(tuple(calls), f"The catalog does not say enough about keywords in {names}.")
 
 
 def _by_relevance(plan: _Plan, paths: list[str]) -> list[str]:
@@ -210,6 +252,11 @@ class _Walk:
     known: set[str]
     seen: set[str] = field(default_factory=set)
     pending: list[str] = field(default_factory=list)
+    listed: set[str] = field(default_factory=set)
+    # resources the prompt's catalog tells the keywords of: only fetched when the similar test
+    # imports them itself (the suite imports them too, and their variables and variable files matter)
+    fetch: bool = True
+    # False: learn what was read, fetch nothing more
 
     def run(self, queue: list[tuple[str, str]]) -> None:
         while queue:
@@ -219,12 +266,16 @@ class _Walk:
                 continue
             self.seen.add(path)
             if path not in self.fetched:
-                if self.plan.can(READ_FILE) and self.plan.fresh([Call(READ_FILE, {"file_path": path})]):
+                deep = path in self.listed and importer != self.plan.similar
+                if self.fetch and not deep and self._fetchable(path):
                     self.pending.append(path)
                 continue
             text = self.fetched[path]
             if text is not None:
                 queue += self._learn(path, text)
+
+    def _fetchable(self, path: str) -> bool:
+        return self.plan.can(READ_FILE) and bool(self.plan.fresh([Call(READ_FILE, {"file_path": path})]))
 
     def _learn(self, path: str, text: str) -> list[tuple[str, str]]:
         knowledge = self.plan.knowledge

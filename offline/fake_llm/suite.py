@@ -232,6 +232,11 @@ def _tests(spec: Mapping[str, Any], knowledge: Knowledge, attempts: Mapping[int,
     return tests
 
 
+def used_keywords(spec: Mapping[str, Any], knowledge: Knowledge) -> set[str]:
+    """The keywords the clean suite calls."""
+    return {step.keyword for test in _tests(spec, knowledge, {}) for step in test.steps}
+
+
 def build_suite(
     spec: Mapping[str, Any], knowledge: Knowledge, draft: str = "none", repairs: Sequence[str] = ()
 ) -> str:
