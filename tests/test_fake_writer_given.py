@@ -20,6 +20,7 @@ from tests.conftest import StandIn
 from tests.test_fake_llm import client_for, run
 from tests.test_fake_writer_examples import (
     FRAMEWORK,
+    MODEL,
     SPECS,
     answers_of,
     converse,
@@ -129,12 +130,14 @@ async def _messages(spec: dict[str, Any], given: Sequence[str]) -> list[dict[str
     return initial_messages(context, product_spec, await _catalog(files), shown)
 
 
-def write(server: str, spec: dict[str, Any], given: Sequence[str]) -> tuple[str, list[str]]:
+def write(
+    server: str, spec: dict[str, Any], given: Sequence[str], model: str = MODEL
+) -> tuple[str, list[str]]:
     """The first answer and the files the writer fetched for it."""
 
     async def scenario() -> list[dict[str, Any]]:
         messages = await _messages(spec, given)
-        await converse(client_for(server), messages, framework_files())
+        await converse(client_for(server), messages, framework_files(), model)
         return messages
 
     messages = run(scenario())
@@ -191,3 +194,13 @@ def test_the_file_of_a_keyword_used_whose_catalog_line_is_cut_short_is_read(
     assert fetched == ["resources/checkout.resource"]
     assert "    ${order_id}=    Place Order For Products    alice    BK-1001\n" in text
     assert_passes(spec, text, tmp_path)
+
+
+def test_the_upfront_knob_ignore_makes_the_writer_read_everything_with_the_tools(fake_llm: StandIn) -> None:
+    spec = load_spec(SPECS / "SHOP-130_spec.json")
+    given = ["tests/auth/login.robot", "resources/common.resource", "resources/auth.resource"]
+    read, fetched = write(fake_llm.base, spec, given)
+    ignored, refetched = write(fake_llm.base, spec, given, model=f"{MODEL}?upfront=ignore")
+    assert "tests/auth/login.robot" not in fetched
+    assert refetched[:3] == given and "resources/cart.resource" in refetched  # as given nothing
+    assert parsed_tests(ignored).keys() == parsed_tests(read).keys()

@@ -46,6 +46,9 @@ def serve(
     fences: bool = typer.Option(False, "--fences/--no-fences", help="Fence final answers with chatter."),
     no_answer: str = typer.Option("none", "--no-answer", help="none | empty | loop."),
     evil: bool = typer.Option(False, "--evil/--no-evil", help="Call write and unoffered tools first."),
+    upfront: str = typer.Option(
+        "read", "--upfront", help="read | ignore: the files and keyword catalog the prompt gives."
+    ),
     review: str = typer.Option(
         "pass",
         "--review",
@@ -92,6 +95,7 @@ def serve(
         "fences": fences,
         "no_answer": no_answer,
         "evil": evil,
+        "upfront": upfront,
         "review": review,
     }
     try:

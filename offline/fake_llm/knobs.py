@@ -30,6 +30,7 @@ DRAFTS = (
     "rule_breaking",
 )
 NO_ANSWERS = ("none", "empty", "loop")
+UPFRONT = ("read", "ignore")
 REVIEWS = ("pass", "violation", "uncovered", "malformed", "refusal", "no_json_schema", "error500", "obey")
 FAIL_STATUSES = (429, 500, 400)
 _TRUE = {"1", "true", "yes", "on"}
@@ -76,6 +77,9 @@ class Knobs:
     # see REVIEWS: how the reviewer answers a review request (reviewer.py)
     prompt_cache: bool = True
     # false: this request neither uses nor feeds the prompt cache (cached_tokens 0)
+    upfront: str = "read"
+    # read (the files and keyword catalog the prompt gives count as read) | ignore (the writer reads
+    # everything with the tools, as for a prompt that gives nothing: tool-call shapes show)
 
     def merged(self, overrides: Mapping[str, Any]) -> Knobs:
         """A copy with `overrides` applied (values may be strings, as in a query string)."""
@@ -116,6 +120,7 @@ def _check_choice(name: str, value: Any) -> None:
         "tool_calls": TOOL_CALL_MODES,
         "draft": DRAFTS,
         "no_answer": NO_ANSWERS,
+        "upfront": UPFRONT,
         "review": REVIEWS,
         "fail_status": FAIL_STATUSES,
     }

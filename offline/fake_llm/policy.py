@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import posixpath
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from offline.fake_llm.given import said_in_full
 from offline.fake_llm.history import CONVENTION, Call, History, next_page_token, norm_path
@@ -102,6 +102,8 @@ def decide(history: History, knobs: Knobs) -> Action:
     """The next assistant turn."""
     if knobs.no_answer == "loop":
         return ToolTurn((Call(READ_TREE, dict(TREE_ARGUMENTS)),), "I should list the tree again.")
+    if knobs.upfront == "ignore":
+        history = replace(history, given={}, catalog=[])
     plan = _Plan(history, knobs)
     for step in (_orientation, _similar_test, _resources, _unclear):
         turn = step(plan)
