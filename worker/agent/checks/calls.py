@@ -143,11 +143,15 @@ def resolve(name: str, scope: Scope) -> Keyword | None:
         if lowered.startswith(prefix):
             candidates.append(name[len(prefix) :])
     for candidate in candidates:
-        owner, _, short = candidate.rpartition(".")
-        pool = scope.sources.get(normalize(owner, ignore="_"), []) if owner else scope.keywords
-        found = next((kw for kw in pool if kw.matches(short if owner else candidate)), None)
+        found = scope.find(candidate)
         if found is not None:
             return found
+        owner, _, short = candidate.rpartition(".")
+        if owner:  # `Library.Keyword`, `resource.Keyword`
+            pool = scope.sources.get(normalize(owner, ignore="_"), [])
+            found = next((kw for kw in pool if kw.matches(short)), None)
+            if found is not None:
+                return found
     return None
 
 

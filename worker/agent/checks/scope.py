@@ -31,6 +31,7 @@ from robot.running.resourcemodel import ResourceFile
 from robot.utils import normalize
 
 from worker.agent.checks import pylib
+from worker.agent.checks.variables import global_definitions
 
 logger = logging.getLogger(__name__)
 
@@ -61,11 +62,21 @@ class Keyword:
     keyword: Any = None
     """Robot's user keyword (embedded arguments, tags), None for library keywords."""
     private: bool = False
+    key: str = ""
+    """Its name as Robot compares names (case, spaces, underscores ignored); "" for embedded ones."""
+
+    def __post_init__(self) -> None:
+        if not self.embedded:
+            self.key = normalize(self.name, ignore="_")
+
+    @property
+    def embedded(self) -> bool:
+        return self.keyword is not None and bool(getattr(self.keyword, "embedded", None))
 
     def matches(self, name: str) -> bool:
-        if self.keyword is not None and getattr(self.keyword, "embedded", None):
+        if self.embedded:
             return bool(self.keyword.matches(name))
-        return normalize(self.name, ignore="_") == normalize(name, ignore="_")
+        return self.key == normalize(name, ignore="_")
 
 
 @dataclass
@@ -77,7 +88,8 @@ class Scope:
     resources: dict[str, File] = field(default_factory=dict)
     """Each imported resource's parsing model, by repository path (the suite's variables analysis)."""
     variables: set[str] = field(default_factory=set)
-    """Normalised names defined by variable files."""
+    """Normalised names defined by variable files, and for the run by the imported resources
+    (their Variables sections, and what their keywords set for the suite, test or run)."""
     dynamic_variables: list[str] = field(default_factory=list)
     """Variable files whose variables cannot be read without running them."""
     inits: dict[str, File] = field(default_factory=dict)
@@ -87,10 +99,24 @@ class Scope:
     unverified: list[str] = field(default_factory=list)
     """Libraries the worker cannot load: calls that might come from them cannot be checked."""
     problems: list[tuple[int, str]] = field(default_factory=list)
+    by_key: dict[str, list[Keyword]] = field(default_factory=dict)
+    """Keywords by normalised name, in search order (embedded ones are in `embedded`)."""
+    embedded: list[Keyword] = field(default_factory=list)
 
-    def add(self, alias: str, keywords: list[Keyword]) -> None:
+    def add(self, alias: str, keywords: list[Keyword] | tuple[Keyword, ...]) -> None:
         self.sources.setdefault(normalize(alias, ignore="_"), []).extend(keywords)
         self.keywords.extend(keywords)
+        for keyword in keywords:
+            if keyword.embedded:
+                self.embedded.append(keyword)
+            else:
+                self.by_key.setdefault(keyword.key, []).append(keyword)
+
+    def find(self, name: str) -> Keyword | None:
+        """The first keyword, in Robot's search order, that `name` calls."""
+        exact = self.by_key.get(normalize(name, ignore="_"))
+        candidates = [*(exact or ())[:1], *(kw for kw in self.embedded if kw.matches(name))]
+        return min(candidates, key=self.keywords.index) if len(candidates) > 1 else (candidates or [None])[0]
 
     @property
     def resource_keywords(self) -> list[Keyword]:
@@ -132,11 +158,23 @@ def parse_resource(text: str) -> tuple[ResourceFile, File]:
     return ResourceFile.from_string(text), get_model(text, data_only=False)
 
 
-def user_keywords(resource: ResourceFile, source: str, kind: str) -> list[Keyword]:
-    return [
+def user_keywords(resource: ResourceFile, source: str, kind: str) -> tuple[Keyword, ...]:
+    return tuple(
         Keyword(kw.name, source, kind, kw.args, kw, private="robot:private" in kw.tags)
         for kw in resource.keywords
-    ]
+    )
+
+
+@lru_cache(maxsize=256)
+def resource_definitions(text: str) -> frozenset[str]:
+    """The variables a resource file defines for whoever imports it (computed once per text)."""
+    return frozenset(global_definitions([parse_resource(text)[1]]))
+
+
+@lru_cache(maxsize=256)
+def resource_keywords(text: str, source: str) -> tuple[Keyword, ...]:
+    """A resource file's keywords, built once per distinct text and path (every job imports the same)."""
+    return user_keywords(parse_resource(text)[0], source, Kind.RESOURCE)
 
 
 def init_files(target_path: str, tree: Collection[str]) -> list[str]:
@@ -221,7 +259,8 @@ class ScopeLoader:
             scope.problems.append((0, f"Resource `{path}` cannot be read by Robot Framework: {exc}"))
             return
         scope.resources[path] = model
-        scope.add(posixpath.splitext(posixpath.basename(path))[0], user_keywords(nested, path, Kind.RESOURCE))
+        scope.variables |= resource_definitions(text)
+        scope.add(posixpath.splitext(posixpath.basename(path))[0], resource_keywords(text, path))
         await self._imports(nested, posixpath.dirname(path), scope, seen, importer=path)
 
     async def _library(self, name: str, directory: str, scope: Scope, seen: set[str]) -> None:

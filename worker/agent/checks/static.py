@@ -70,7 +70,9 @@ def _private_calls(parsed: ParsedSuite, report: CallReport) -> list[str]:
 
 def _undefined(parsed: ParsedSuite, scope: Scope, external: set[str]) -> list[str]:
     defined = scope.variables | {norm(name) for name in external}
-    defined |= global_definitions([parsed.model, *scope.resources.values(), *scope.inits.values()])
+    defined |= global_definitions(
+        [parsed.model, *scope.inits.values()]
+    )  # the resources' are in scope.variables
     if scope.dynamic_variables:
         return []  # reported as unchecked: those files say what they define only when run
     return [

@@ -38,7 +38,7 @@ class ParsedSuite:
     @classmethod
     def parse(cls, text: str, target_path: str) -> ParsedSuite:
         model = get_model(StringIO(text), data_only=False)
-        suite = TestSuite.from_model(get_model(StringIO(text)))
+        suite = TestSuite.from_model(model)  # comments and empty lines are no steps: one parse serves both
         reader = _TestReader()
         reader.visit(model)
         return cls(text, target_path, model, suite, tuple(reader.tests(suite)))
