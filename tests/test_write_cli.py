@@ -92,7 +92,8 @@ def test_writes_a_parseable_suite_using_framework_keywords(
 
 @pytest.mark.parametrize("mode", ["split", "whole", "parallel"])
 def test_tool_call_shapes(tmp_path: Path, mcp_server: StandIn, fake_llm: StandIn, mode: str) -> None:
-    run = write(tmp_path, writer_env(mcp_server, fake_llm, knobs=f"tool_calls={mode}"))
+    # upfront=ignore: the writer reads with the tools what the prompt gives (the shapes are the subject)
+    run = write(tmp_path, writer_env(mcp_server, fake_llm, knobs=f"tool_calls={mode}&upfront=ignore"))
     assert_grounded_suite(run)
     assert "→ get_file_contents" in run.stdout
 
@@ -101,7 +102,8 @@ def test_tool_call_shapes(tmp_path: Path, mcp_server: StandIn, fake_llm: StandIn
     "quirk", ["thinking", "index0", "empty_ids", "missing_index", "args_object", "stop_with_tools"]
 )
 def test_provider_quirks(tmp_path: Path, mcp_server: StandIn, fake_llm: StandIn, quirk: str) -> None:
-    run = write(tmp_path, writer_env(mcp_server, fake_llm, knobs=f"tool_calls=parallel&quirks={quirk}"))
+    knobs = f"tool_calls=parallel&quirks={quirk}&upfront=ignore"  # tool-call deltas, not only answers
+    run = write(tmp_path, writer_env(mcp_server, fake_llm, knobs=knobs))
     assert_grounded_suite(run)
 
 

@@ -168,8 +168,10 @@ def test_the_keyword_catalog_and_the_most_similar_test_with_its_imports_are_give
     system, user = model.requests[0][0]["content"], model.requests[0][1]["content"]
     assert "## Keywords of the repository" in system
     assert "Open Shop | - | Opens the shop. | resources/r.resource" in system
-    assert user.index("## Repository file: tests/a.robot") < user.index(
-        "## Repository file: resources/r.resource"
+    # what the similar test imports leads (shared by specs of other folders), the test itself follows
+    first, test = (
+        user.index("## Repository file: resources/r.resource"),
+        user.index("## Repository file: tests/a.robot"),
     )
-    assert user.index("## Repository file: resources/r.resource") < user.index("## Spec")
+    assert first < test < user.index("## Spec")
     assert "tests/z/other.robot" not in user  # not in the target's folder, and one similar test is enough

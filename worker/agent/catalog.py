@@ -17,6 +17,7 @@ from robot.errors import DataError
 from worker.agent.checks.scope import ReadFile, parse_resource
 
 MAX_RESOURCE_FILES = 200
+DOC_CHARS = 240
 READ_CONCURRENCY = 4
 _WORD_RE = re.compile(r"[^\W\d_]{3,}")
 
@@ -26,7 +27,7 @@ class CatalogEntry:
     name: str
     arguments: str
     doc: str
-    """The first line of its documentation."""
+    """The first sentence of its documentation (at most `DOC_CHARS`)."""
     file: str
 
 
@@ -50,9 +51,16 @@ async def build_catalog(read_file: ReadFile, paths: Iterable[str]) -> tuple[Cata
         for keyword in resource.keywords:
             if "robot:private" in keyword.tags:
                 continue
-            doc = keyword.doc.strip().splitlines()[0] if keyword.doc.strip() else ""
-            entries.append(CatalogEntry(keyword.name, str(keyword.args), doc, path))
+            entries.append(CatalogEntry(keyword.name, str(keyword.args), first_sentence(keyword.doc), path))
     return tuple(entries)
+
+
+def first_sentence(doc: str) -> str:
+    """The documentation's first sentence, its line breaks joined (a doc line is often cut mid-sentence)."""
+    paragraph = " ".join(doc.strip().split("\n\n", 1)[0].split())
+    match = re.search(r"(?<=[.!?])\s", paragraph)
+    sentence = paragraph[: match.start()] if match else paragraph
+    return sentence if len(sentence) <= DOC_CHARS else sentence[: DOC_CHARS - 1] + "…"
 
 
 def _words(text: str) -> set[str]:

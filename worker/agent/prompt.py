@@ -19,7 +19,7 @@ from worker.agent.context import CONVENTION_PATH, RepoContext
 from worker.agent.upfront import GivenFile
 from worker.spec import Spec
 
-PROMPT_VERSION = "4"
+PROMPT_VERSION = "5"
 MAX_TREE_LINES = 1500
 
 SYSTEM_RULES = """\
@@ -98,11 +98,15 @@ def files_section(files: Sequence[GivenFile]) -> str:
     return "".join(parts)
 
 
+def shown_spec(spec: Spec) -> dict[str, Any]:
+    """The spec as the models see it: with its id, which may come from the file name only (they
+    must see it to name and tag the tests, and to review them)."""
+    return spec.data if "id" in spec.data or "key" in spec.data else {"id": spec.spec_id, **spec.data}
+
+
 def user_message(spec: Spec, files: Sequence[GivenFile] = ()) -> str:
     """The files first: specs of one folder get the same ones, a prefix their requests share."""
-    # The id may come from the file name only: the model must see it to name and tag the tests.
-    shown = spec.data if "id" in spec.data or "key" in spec.data else {"id": spec.spec_id, **spec.data}
-    spec_json = json.dumps(shown, ensure_ascii=False, indent=2)
+    spec_json = json.dumps(shown_spec(spec), ensure_ascii=False, indent=2)
     tags = f"Every test carries the tags: {', '.join(spec.tags)}.\n" if spec.tags else ""
     given = ""
     if files:
@@ -155,7 +159,7 @@ def review_messages(
         listed = "The spec names no acceptance criteria: derive them (criteria_derived: true)."
     numbered = "\n".join(f"{number:4}  {line}" for number, line in enumerate(suite.splitlines(), start=1))
     keywords = "\n".join(f"- {line}" for line in signatures) or "- (none from the repository)"
-    spec_json = json.dumps(spec, ensure_ascii=False, indent=2)
+    spec_json = json.dumps(spec, ensure_ascii=False, indent=2)  # with its id, as the writer saw it
     data = (
         f"## Convention ({CONVENTION_PATH})\n\n{convention.strip()}\n\n"
         f"## Spec\n\n```json\n{spec_json}\n```\n\n"

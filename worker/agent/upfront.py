@@ -74,26 +74,29 @@ def _imports(text: str) -> list[str]:
 async def upfront_files(
     read_file: ReadFile, paths: tuple[str, ...], target: str, spec_text: str, budget: int = UPFRONT_MAX_CHARS
 ) -> list[GivenFile]:
-    """The similar tests and what they import, breadth first, as long as the budget allows."""
+    """The similar tests and what they import, read breadth first as long as the budget allows, and
+    given deepest first: what everything imports (common resources, variable files) leads, what is
+    particular to the folder follows, the similar test comes last — so the prompts of specs of
+    other folders share the longest possible prefix."""
     tree = set(paths)
     words = set(_WORD_RE.findall(spec_text.lower()))
-    queue = similar_tests(paths, target, words)
-    given: list[GivenFile] = []
+    queue = [(path, 0) for path in similar_tests(paths, target, words)]
+    given: list[tuple[int, GivenFile]] = []
     seen: set[str] = set()
     used = 0
     while queue:
-        path = queue.pop(0)
+        path, depth = queue.pop(0)
         if path in seen:
             continue
         seen.add(path)
         text = await read_file(path)
         if text is None or used + len(text) > budget:
             continue
-        given.append(GivenFile(path, text))
+        given.append((depth, GivenFile(path, text)))
         used += len(text)
         if path.endswith((".robot", ".resource")):
             for name in _imports(text):
                 found = next((c for c in candidates(name, posixpath.dirname(path)) if c in tree), None)
                 if found is not None:
-                    queue.append(found)
-    return given
+                    queue.append((found, depth + 1))
+    return [file for _, file in sorted(given, key=lambda item: (-item[0], item[1].path))]
