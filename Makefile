@@ -26,6 +26,7 @@ reliability: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy worker producer
 
 format: $(STAMP)
 	$(BIN)/ruff format .

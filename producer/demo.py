@@ -15,6 +15,7 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -125,7 +126,8 @@ def run_demo(console: Console, output_dir: Path, *, keep: bool = False) -> int:
             demo_redis(base, console) as (redis_url, private),
             demo_fleet(redis_url, log_dir, console, flower=keep) as env,
         ):
-            settings = Settings(**{name.lower(): value for name, value in env.items()}, output_dir=output_dir)
+            overrides: dict[str, Any] = {name.lower(): value for name, value in env.items()}
+            settings = Settings(**overrides, output_dir=output_dir)
             plan = make_plan(settings, EXAMPLES / "specs", output_dir, "*.json", False, True)
             print_plan(console, plan)
             batches: list[str] = []

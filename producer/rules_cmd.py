@@ -131,7 +131,11 @@ def _print(console: Console, context: RepoContext, needs: Needs, settings: Setti
     if any("{" in line for line in lines):
         say("  ({ticket} is the spec id, {folder} the folder under the suites root of the suite's path, "
             "{area} the spec's area or else {folder})", highlight=False, markup=False)  # fmt: skip
-    lint = context.robocop.source if context.robocop else "none: robot-fleet's defaults (errors only)"
+    lint = (
+        (context.robocop.source or "Robocop")
+        if context.robocop
+        else "none: robot-fleet's defaults (errors only)"
+    )
     say(f"Robocop configuration: {escape(lint)}", highlight=False)
     if context.robocop_problem:
         say(f"  [red]cannot be used:[/] {escape(context.robocop_problem)}", highlight=False)

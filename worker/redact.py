@@ -60,7 +60,7 @@ class RedactingFilter(logging.Filter):
             record.msg, record.args = redacted, None
         if record.exc_info and not record.exc_text:
             # formatters reuse a record's exc_text once it is set, so they print this one
-            record.exc_text = logging.Formatter().formatException(record.exc_info)  # type: ignore[arg-type]
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = self._redact(record.exc_text)
         if record.stack_info:
@@ -126,7 +126,7 @@ def redacting_task_class(base: type[Any], settings: Settings) -> type[Any]:
     stores, sends to Flower and logs about a failure or a retry carries no secret."""
     redact = redactor_for(settings)
 
-    class RedactingTask(base):  # type: ignore[misc, valid-type]
+    class RedactingTask(base):
         def __call__(self, *args: Any, **kwargs: Any) -> Any:
             try:
                 return super().__call__(*args, **kwargs)

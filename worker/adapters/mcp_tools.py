@@ -314,7 +314,8 @@ class McpSession:
                     break
             return tools
 
-        return await self._request("listing tools", listing)
+        tools: list[ToolSpec] = await self._request("listing tools", listing)
+        return tools
 
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
         async def call(client: Client) -> ToolOutcome:
@@ -322,7 +323,8 @@ class McpSession:
             return ToolOutcome(_result_text(result.content), is_error=bool(result.is_error))
 
         try:
-            return await self._request(f"calling {name}", call)
+            outcome: ToolOutcome = await self._request(f"calling {name}", call)
+            return outcome
         except MCPError as exc:
             return ToolOutcome(f"Error: {exc.message}", is_error=True)
 

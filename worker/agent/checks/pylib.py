@@ -93,14 +93,14 @@ def _keyword_name(function: ast.FunctionDef | ast.AsyncFunctionDef, auto: bool) 
         if _decorator_name(decorator) != "keyword":
             continue
         if isinstance(decorator, ast.Call):
-            given = decorator.args[0] if decorator.args else None
+            given: ast.expr | None = decorator.args[0] if decorator.args else None
             given = given or next((k.value for k in decorator.keywords if k.arg == "name"), None)
             if isinstance(given, ast.Constant) and isinstance(given.value, str):
                 return given.value
-        return printable_name(function.name, code_style=True)
+        return str(printable_name(function.name, code_style=True))
     if not auto or function.name.startswith("_"):
         return None
-    return printable_name(function.name, code_style=True)
+    return str(printable_name(function.name, code_style=True))
 
 
 def _spec(function: ast.FunctionDef | ast.AsyncFunctionDef, *, method: bool) -> ArgumentSpec:
@@ -111,9 +111,9 @@ def _spec(function: ast.FunctionDef | ast.AsyncFunctionDef, *, method: bool) -> 
     defaults: dict[str, object] = {}
     for name, default in zip(reversed(positional), reversed(arguments.defaults), strict=False):
         defaults[name] = _literal(default)
-    for arg, default in zip(arguments.kwonlyargs, arguments.kw_defaults, strict=True):
-        if default is not None:
-            defaults[arg.arg] = _literal(default)
+    for arg, kw_default in zip(arguments.kwonlyargs, arguments.kw_defaults, strict=True):
+        if kw_default is not None:
+            defaults[arg.arg] = _literal(kw_default)
     return ArgumentSpec(
         name=function.name,
         positional_or_named=positional,

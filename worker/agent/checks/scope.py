@@ -76,7 +76,7 @@ class Keyword:
     def matches(self, name: str) -> bool:
         if self.embedded:
             return bool(self.keyword.matches(name))
-        return self.key == normalize(name, ignore="_")
+        return bool(self.key == normalize(name, ignore="_"))
 
 
 @dataclass
@@ -115,8 +115,10 @@ class Scope:
     def find(self, name: str) -> Keyword | None:
         """The first keyword, in Robot's search order, that `name` calls."""
         exact = self.by_key.get(normalize(name, ignore="_"))
-        candidates = [*(exact or ())[:1], *(kw for kw in self.embedded if kw.matches(name))]
-        return min(candidates, key=self.keywords.index) if len(candidates) > 1 else (candidates or [None])[0]
+        candidates: list[Keyword] = [*(exact or ())[:1], *(kw for kw in self.embedded if kw.matches(name))]
+        if len(candidates) > 1:
+            return min(candidates, key=self.keywords.index)
+        return candidates[0] if candidates else None
 
     @property
     def resource_keywords(self) -> list[Keyword]:

@@ -40,7 +40,7 @@ _CONDITION_HEADERS = ("IfHeader", "ElseIfHeader", "InlineIfHeader", "WhileHeader
 
 
 def norm(name: str) -> str:
-    return normalize(name, ignore="_")
+    return str(normalize(name, ignore="_"))
 
 
 BUILTIN_NAMES = frozenset(norm(name) for name in AUTOMATIC)
@@ -76,7 +76,7 @@ def is_defined(base: str, defined: set[str]) -> bool:
     if name in defined or _NUMBER_RE.match(base.strip()):
         return True
     extended = _EXTENDED_RE.match(base)
-    return bool(extended) and norm(extended.group(1)) in defined
+    return extended is not None and norm(extended.group(1)) in defined
 
 
 def assigned_name(cell: str) -> str | None:
