@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -12,6 +12,9 @@ from rich.console import Console
 from offline.fake_llm.cli import serve as fake_llm_serve
 from offline.gitlab_mcp.cli import serve as mcp_serve
 from offline.gitlab_rest.cli import serve as gitlab_rest_serve
+
+if TYPE_CHECKING:
+    from worker.settings import Settings
 
 T = TypeVar("T")
 
@@ -53,7 +56,7 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
         raise typer.Exit(1) from exc
 
 
-def _settings():
+def _settings() -> Settings:
     from worker.settings import Settings
 
     return Settings()
@@ -171,13 +174,16 @@ def retry(
     batch: Annotated[str, typer.Argument(help="The batch id.")],
     job: Annotated[str | None, typer.Option("--job", help="Only this job id.")] = None,
     kind: Annotated[str, typer.Option("--kind", help="retryable | permanent | all")] = "all",
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Start from the first round, ignoring the rounds journaled.")
+    ] = False,
 ) -> None:
     """Send failed jobs again as a new attempt; the older attempt can no longer write its result."""
     from producer.fleet_cmds import retry as do_retry
 
     if kind not in ("retryable", "permanent", "all"):
         raise typer.BadParameter("expected retryable, permanent or all", param_hint="--kind")
-    raise typer.Exit(_run(do_retry(_settings(), batch, job, kind, Console())))
+    raise typer.Exit(_run(do_retry(_settings(), batch, job, kind, Console(), fresh=fresh)))
 
 
 @app.command("collect")

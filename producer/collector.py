@@ -17,12 +17,12 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from producer.manifest import edited_by_a_person, file_sha256, locked_entries
 from producer.outputs import atomic_write_text, sweep_temp_files
-from worker.adapters.store import ResultEntry, Store
+from worker.adapters.store import Store
 from worker.failpoints import failpoint
+from worker.records import BatchRecord, JobRecord, JobResult, JobState, ResultEntry
 from worker.spec import resolve_in_output
 
 logger = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class Collector:
         self._consumer = consumer or consumer_name()
         self._reclaim_idle_ms = reclaim_idle_ms
         self._last_reclaim = 0.0
-        self._batches: dict[str, dict[str, str]] = {}
+        self._batches: dict[str, BatchRecord] = {}
 
     async def step(self, batch_ids: list[str], block_ms: int = 1000) -> list[Collected]:
         """Collect what is available (reclaimed entries first); wait up to `block_ms` for new ones."""
@@ -85,13 +85,9 @@ class Collector:
 
     async def collect_entry(self, entry: ResultEntry) -> Collected | None:
         job = await self._store.job(entry.job_id)
-        current = (
-            job is not None
-            and job.get("state") == "succeeded"
-            and int(job.get("attempt", 0)) == entry.attempt
-        )
+        current = job is not None and job.state is JobState.SUCCEEDED and job.attempt == entry.attempt
         result = await self._store.result(entry.job_id) if current else None
-        if job is None or result is None or int(result.get("attempt", 0)) != entry.attempt:
+        if job is None or result is None or result.attempt != entry.attempt:
             logger.info(
                 "job %s attempt %d: stale or already collected result, acknowledged",
                 entry.job_id,
@@ -99,43 +95,40 @@ class Collector:
             )
             await self._store.ack(entry)
             return None
-        output_dir = await self._output_dir(entry.batch_id)
-        if job.get("verdict") == "failing" and not await self._write_failing(entry.batch_id):
+        batch = await self._batch(entry.batch_id)
+        output_dir = self._output_dir(batch)
+        if job.verdict == "failing" and not batch.write_failing:
             logger.info(
                 "job %s: failing suite kept out of the tree (WRITE_FAILING_SUITES=false)", entry.job_id
             )
             await self._store.mark_collected(entry.job_id, entry.attempt, {"output_path": "", "withheld": 1})
             await self._store.ack(entry)
-            return Collected(entry.job_id, job["spec_id"], entry.batch_id, None, False)
+            return Collected(entry.job_id, job.spec_id, entry.batch_id, None, False)
         path, beside = await asyncio.to_thread(self._write, output_dir, job, result)
         failpoint("collector.after_write")
         await self._store.mark_collected(
             entry.job_id, entry.attempt, {"output_path": str(path), "beside": int(beside)}
         )
         await self._store.ack(entry)
-        return Collected(entry.job_id, job["spec_id"], entry.batch_id, path, beside)
+        return Collected(entry.job_id, job.spec_id, entry.batch_id, path, beside)
 
-    async def _write_failing(self, batch_id: str) -> bool:
-        """What the run that recorded the batch asked for (WRITE_FAILING_SUITES, default true)."""
-        return (await self._batch(batch_id)).get("write_failing", "1") != "0"
-
-    async def _batch(self, batch_id: str) -> dict[str, str]:
+    async def _batch(self, batch_id: str) -> BatchRecord:
         if batch_id not in self._batches:
-            self._batches[batch_id] = await self._store.batch(batch_id) or {}
+            self._batches[batch_id] = await self._store.batch(batch_id) or BatchRecord(batch_id)
         return self._batches[batch_id]
 
-    async def _output_dir(self, batch_id: str) -> Path:
+    def _output_dir(self, batch: BatchRecord) -> Path:
         if self._override is not None:
             return self._override
-        recorded = (await self._batch(batch_id)).get("output_dir")
-        if not recorded:
-            raise RuntimeError(f"batch {batch_id} has no output directory recorded; pass --output-dir")
-        return Path(recorded)
+        if not batch.output_dir:
+            raise RuntimeError(f"batch {batch.batch_id} has no output directory recorded; pass --output-dir")
+        return Path(batch.output_dir)
 
     @staticmethod
-    def _write(output_dir: Path, job: dict[str, str], result: dict[str, Any]) -> tuple[Path, bool]:
-        target_path = job["target_path"]
-        text = result["robot_text"]
+    def _write(output_dir: Path, job: JobRecord, result: JobResult) -> tuple[Path, bool]:
+        target_path = job.target_path
+        text = result.robot_text
+        figures = result.payload
         path = resolve_in_output(output_dir, target_path)
         with locked_entries(output_dir) as entries:
             sweep_temp_files(path)  # safe: every write of this tree happens under the manifest lock
@@ -150,19 +143,19 @@ class Collector:
             if current != wanted:
                 atomic_write_text(path, text, crash_point="collector.mid_write")
             entries[target_path] = {
-                "spec_id": job["spec_id"],
-                "spec_sha256": job["spec_sha256"],
-                "model": job.get("model", ""),
-                "ref": job.get("ref", ""),
-                "prompt_version": job.get("prompt_version", ""),
-                "batch_id": job["batch_id"],
-                "job_id": job["job_id"],
-                "attempt": result["attempt"],
-                "prompt_tokens": result.get("prompt_tokens", 0),
-                "completion_tokens": result.get("completion_tokens", 0),
-                "verdict": result.get("verdict", "unverified"),
-                "checks": result.get("checks"),
-                "figures": {name: result[name] for name in MANIFEST_FIGURES if name in result},
+                "spec_id": job.spec_id,
+                "spec_sha256": job.spec_sha256,
+                "model": job.model,
+                "ref": job.ref,
+                "prompt_version": job.prompt_version,
+                "batch_id": job.batch_id,
+                "job_id": job.job_id,
+                "attempt": result.attempt,
+                "prompt_tokens": figures.get("prompt_tokens", 0),
+                "completion_tokens": figures.get("completion_tokens", 0),
+                "verdict": figures.get("verdict", "unverified"),
+                "checks": figures.get("checks"),
+                "figures": {name: figures[name] for name in MANIFEST_FIGURES if name in figures},
                 "file_sha256": wanted,
                 "written_at": time.time(),
             }

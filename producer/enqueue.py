@@ -12,12 +12,12 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from producer.manifest import is_up_to_date, load_entries
 from worker.adapters.store import Store
 from worker.agent.prompt import PROMPT_VERSION
 from worker.errors import SpecError
+from worker.records import BatchRecord, NewJob, Rejected
 from worker.settings import Settings
 from worker.spec import Spec, find_conflicts, id_from_file_name, load_spec_file, printable
 
@@ -146,41 +146,20 @@ def new_batch_id(name: str | None) -> str:
 
 
 async def record_batch(store: Store, plan: Plan, settings: Settings, batch_id: str) -> list[tuple[str, Spec]]:
-    now = time.time()
+    """Record the batch and its jobs (each dispatched: its message is to be sent next)."""
     inputs = _generation_inputs(settings)
-    record: dict[str, Any] = {
-        "batch_id": batch_id,
-        "created_at": now,
-        "specs_dir": str(plan.specs_dir.resolve()),
-        "output_dir": str(plan.output_dir.resolve()),
-        "total": len(plan.accepted),
-        "rejected": [{"source": r.source, "reason": r.reason, "spec_id": r.spec_id} for r in plan.rejected],
-        "skipped": [spec.spec_id for spec in plan.skipped],
-        "ignored": plan.ignored,
-        "project_id": settings.gitlab_project_id,
-        "write_failing": int(settings.write_failing_suites),
-        **inputs,
-    }
-    jobs: list[tuple[dict[str, Any], str]] = []
-    pairs: list[tuple[str, Spec]] = []
-    for spec in plan.accepted:
-        job_id = f"{batch_id}:{spec.spec_id}"
-        jobs.append((_job_record(job_id, batch_id, spec, now, inputs), spec.to_json()))
-        pairs.append((job_id, spec))
-    await store.create_batch(record, jobs)
+    batch = BatchRecord(
+        batch_id=batch_id, created_at=time.time(), specs_dir=str(plan.specs_dir.resolve()),
+        output_dir=str(plan.output_dir.resolve()), total=len(plan.accepted),
+        rejected=tuple(Rejected(r.source, r.reason, r.spec_id) for r in plan.rejected),
+        skipped=tuple(spec.spec_id for spec in plan.skipped), ignored=tuple(plan.ignored),
+        project_id=settings.gitlab_project_id, write_failing=settings.write_failing_suites, **inputs,
+    )  # fmt: skip
+    pairs = [(f"{batch_id}:{spec.spec_id}", spec) for spec in plan.accepted]
+    jobs = [
+        NewJob(job_id=job_id, batch_id=batch_id, spec_id=spec.spec_id, source=spec.source,
+               target_path=spec.target_path, spec_sha256=spec.sha256, spec_json=spec.to_json(), **inputs)
+        for job_id, spec in pairs
+    ]  # fmt: skip
+    await store.create_batch(batch, jobs)
     return pairs
-
-
-def _job_record(job_id: str, batch_id: str, spec: Spec, now: float, inputs: dict[str, str]) -> dict[str, Any]:
-    return {
-        "job_id": job_id,
-        "batch_id": batch_id,
-        "spec_id": spec.spec_id,
-        "source": spec.source,
-        "target_path": spec.target_path,
-        "spec_sha256": spec.sha256,
-        "state": "queued",
-        "attempt": 0,
-        "queued_at": now,
-        **inputs,
-    }

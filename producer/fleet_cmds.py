@@ -5,13 +5,14 @@ Each reads the settings it is given, talks to Redis through the store, and retur
 
 from __future__ import annotations
 
-import contextlib
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from celery import Celery
 from rich.console import Console
 from rich.markup import escape
 
@@ -27,7 +28,10 @@ from worker.errors import PermanentError, RetryableError, RobotFleetError, Store
 from worker.redact import redactor_for
 from worker.settings import Settings
 
+logger = logging.getLogger(__name__)
+
 FOLLOW_BLOCK_MS = 1000
+refused_note = "the jobs are recorded: a worker's lease sweep sends them within about two leases"
 RETRYABLE_KINDS = {cls.kind for cls in RetryableError.__subclasses__()} | {RetryableError.kind}
 PERMANENT_KINDS = {cls.kind for cls in PermanentError.__subclasses__()} | {PermanentError.kind}
 
@@ -76,11 +80,26 @@ async def enqueue(settings: Settings, plan: Plan, batch_name: str | None, consol
         pairs = await record_batch(store, plan, settings, batch_id)
     finally:
         await store.close()
-    app = create_app(settings)
-    for job_id, spec in pairs:
-        send_job(app, job_id, spec.spec_id)
+    refused = send_jobs(create_app(settings), [(job_id, spec.spec_id) for job_id, spec in pairs])
     console.print(f"batch [bold]{batch_id}[/]: {len(pairs)} jobs queued", highlight=False)
+    if refused:
+        console.print(
+            f"[yellow]the broker refused {refused} of their messages ({refused_note})[/]", highlight=False
+        )
     return batch_id
+
+
+def send_jobs(app: Celery, jobs: list[tuple[str, str]]) -> int:
+    """Send each job's task; returns how many the broker refused. Those jobs are recorded and
+    dispatched, so the fleet's lease sweep sends them within about two leases."""
+    refused = 0
+    for job_id, spec_id in jobs:
+        try:
+            send_job(app, job_id, spec_id)
+        except StoreUnavailable as exc:
+            refused += 1
+            logger.warning("job %s: %s (the fleet's lease sweep sends it)", job_id, exc.message)
+    return refused
 
 
 def make_plan(
@@ -146,8 +165,8 @@ async def status(settings: Settings, batch_id: str | None, as_json: bool, consol
             for bid in await store.batch_ids():
                 view = await load_view(store, bid)
                 rows.append(
-                    {"batch_id": bid, "jobs": len(view.jobs), **dict(view.counts), **dict(view.verdicts),
-                     "tokens": view.tokens}
+                    {"batch_id": bid, "jobs": len(view.jobs), **{str(k): n for k, n in view.counts.items()},
+                     **dict(view.verdicts), "tokens": view.tokens}
                 )  # fmt: skip
             _print_rows(console, rows, as_json, "batches")
             return 0
@@ -162,40 +181,23 @@ async def status(settings: Settings, batch_id: str | None, as_json: bool, consol
             shown = {
                 "batch_id": batch_id,
                 "verdicts": dict(view.verdicts),
-                "jobs": [decoded(j) for j in view.jobs],
+                "jobs": [job.shown() for job in view.jobs],
+                # every spec of the batch, not only its jobs
+                "rejected": [
+                    {"source": r.source, "reason": r.reason, "spec_id": r.spec_id} for r in record.rejected
+                ],
+                "skipped": list(record.skipped),
+                "ignored": list(record.ignored),
             }
-            for name in ("rejected", "skipped", "ignored"):  # every spec of the batch, not only its jobs
-                shown[name] = json.loads(record.get(name) or "[]")
             console.print_json(json.dumps(shown))
         else:
             console.print(f"batch [bold]{batch_id}[/]", highlight=False)
-            console.print(jobs_table(view, console.width, record.get("output_dir")))
-            for rejection in json.loads(record.get("rejected") or "[]"):
-                console.print(
-                    f"[red]rejected[/] {escape(rejection['reason'])}", highlight=False, soft_wrap=True
-                )
+            console.print(jobs_table(view, console.width, record.output_dir))
+            for rejection in record.rejected:
+                console.print(f"[red]rejected[/] {escape(rejection.reason)}", highlight=False, soft_wrap=True)
         return 0
     finally:
         await store.close()
-
-
-JSON_FIELDS = ("stages", "checks", "calls_by_source", "diagnostics", "attempt", "rounds", "repairs", "tool_calls",
-               "prompt_tokens", "completion_tokens", "cached_tokens", "calls", "calls_resolved",
-               "calls_unverified", "reuse_share", "placeholders", "rule_violations", "tests_run",
-               "tests_passed", "tests_failed", "tests_skipped", "duration_s", "first_draft_placeholders",
-               "criteria_covered", "criteria_total", "criteria_derived", "review_violations_found",
-               "review_violations_fixed", "review_prompt_tokens", "review_completion_tokens", "reviews",
-               "degraded")  # fmt: skip
-"""Job fields stored as JSON text (lists, objects, numbers): `status --json` shows them decoded."""
-
-
-def decoded(job: dict[str, str]) -> dict[str, object]:
-    shown: dict[str, object] = dict(job)
-    for name in JSON_FIELDS:
-        if job.get(name):
-            with contextlib.suppress(ValueError):
-                shown[name] = json.loads(job[name])
-    return shown
 
 
 BATCH_COLUMNS = ("jobs", "verified", "failing", "unverified", "failed", "active", "tokens")
@@ -228,15 +230,19 @@ async def logs(settings: Settings, job_id: str, follow: bool, console: Console) 
         last = "0"
         while True:
             entries = await store.read_log(job_id, last, block_ms=FOLLOW_BLOCK_MS if follow else None)
-            for entry_id, fields in entries:
-                last = entry_id
-                data = json.loads(fields["d"]) if fields.get("d") else {}
-                sink.emit(Event(EventKind(fields.get("k", "info")), fields.get("t", ""), data))
-            job = await store.job(job_id) or {}
-            if not follow or (not entries and job.get("state") in ("succeeded", "collected", "failed")):
+            for entry in entries:
+                last = entry.entry_id
+                sink.emit(Event(EventKind(entry.kind), entry.text, dict(entry.data)))
+            job = await store.job(job_id)
+            if job is None or not follow or (not entries and not job.state.active):
+                state, attempt = (job.state, job.attempt) if job is not None else ("expired", 0)
+                resumed = (
+                    f", resumed after round {job.resumed_from_round}"
+                    if job and job.resumed_from_round
+                    else ""
+                )
                 console.print(
-                    f"\n[dim]job {job_id}: {job.get('state')} (attempt {job.get('attempt')})[/]",
-                    highlight=False,
+                    f"\n[dim]job {job_id}: {state} (attempt {attempt}{resumed})[/]", highlight=False
                 )
                 return 0
     finally:
@@ -249,31 +255,35 @@ async def _no_job(store: Store, job_id: str) -> str:
     record = await store.batch(batch_id) if spec_id else None
     if record is None:
         return f"[red]no job {escape(job_id)!r}[/] (job ids look like BATCH:SPEC_ID; robot-fleet status lists batches)"
-    for rejection in json.loads(record.get("rejected") or "[]"):
-        if rejection.get("spec_id") == spec_id:
-            return f"[red]{escape(spec_id)} was rejected[/] in batch {escape(batch_id)}: {escape(rejection['reason'])}"
-    if spec_id in json.loads(record.get("skipped") or "[]"):
+    for rejection in record.rejected:
+        if rejection.spec_id == spec_id:
+            return f"[red]{escape(spec_id)} was rejected[/] in batch {escape(batch_id)}: {escape(rejection.reason)}"
+    if spec_id in record.skipped:
         return f"[yellow]{escape(spec_id)} was up to date[/] in batch {escape(batch_id)}: no job ran (--force regenerates)"
     return f"[red]batch {escape(batch_id)} has no spec {escape(spec_id)!r}[/] (robot-fleet status {escape(batch_id)} lists its jobs)"
 
 
-async def retry(settings: Settings, batch_id: str, job_id: str | None, kind: str, console: Console) -> int:
+async def retry(settings: Settings, batch_id: str, job_id: str | None, kind: str, console: Console,
+                *, fresh: bool = False) -> int:  # fmt: skip
+    """Send failed jobs again; `fresh`: from their first round, whatever their journal holds."""
     store = _store(settings)
     try:
         view = await load_view(store, batch_id)
         wanted = {"retryable": RETRYABLE_KINDS, "permanent": PERMANENT_KINDS}.get(kind)
         chosen = [
             job for job in view.failed
-            if (job_id is None or job["job_id"] == job_id) and (wanted is None or job.get("error_kind") in wanted)
+            if (job_id is None or job.job_id == job_id) and (wanted is None or job.error_kind in wanted)
         ]  # fmt: skip
-        app = create_app(settings)
-        sent = 0
-        for job in chosen:
-            if await store.request_retry(job["job_id"]):
-                send_job(app, job["job_id"], job["spec_id"])
-                sent += 1
-        console.print(f"{sent} failed jobs of {batch_id} sent again", highlight=False)
-        return 0 if sent or not chosen else 1
+        again = [
+            (job.job_id, job.spec_id) for job in chosen if await store.request_retry(job.job_id, fresh=fresh)
+        ]
+        refused = send_jobs(create_app(settings), again)
+        console.print(f"{len(again)} failed jobs of {batch_id} sent again", highlight=False)
+        if refused:
+            console.print(
+                f"[yellow]the broker refused {refused} of their messages ({refused_note})[/]", highlight=False
+            )
+        return 0 if again or not chosen else 1
     finally:
         await store.close()
 

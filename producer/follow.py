@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -19,45 +18,43 @@ from rich.table import Table
 from producer.collector import Collected, Collector
 from worker.adapters.store import Store
 from worker.errors import retry_hint
+from worker.records import JobRecord, JobState
 
 POLL_BLOCK_MS = 500
 NO_WORKER_HINT_S = 15.0
-DONE = ("succeeded", "collected")
 VERDICT_STYLES = {"verified": "green", "failing": "red", "unverified": "yellow", "unreviewed": "yellow"}
 
 
 @dataclass
 class BatchView:
     batch_id: str
-    jobs: list[dict[str, str]] = field(default_factory=list)
+    jobs: list[JobRecord] = field(default_factory=list)
 
     @property
-    def counts(self) -> Counter[str]:
-        return Counter(job.get("state", "?") for job in self.jobs)
+    def counts(self) -> Counter[JobState]:
+        return Counter(job.state for job in self.jobs)
 
     @property
     def tokens(self) -> int:
-        return sum(
-            int(job.get("prompt_tokens") or 0) + int(job.get("completion_tokens") or 0) for job in self.jobs
-        )
+        return sum(job.tokens for job in self.jobs)
 
     @property
     def finished(self) -> bool:
         """Every job is collected or failed for good (succeeded still waits for its file)."""
-        return all(job.get("state") in ("collected", "failed") for job in self.jobs)
+        return all(job.state.settled for job in self.jobs)
 
     @property
-    def failed(self) -> list[dict[str, str]]:
-        return [job for job in self.jobs if job.get("state") == "failed"]
+    def failed(self) -> list[JobRecord]:
+        return [job for job in self.jobs if job.state is JobState.FAILED]
 
     @property
     def verdicts(self) -> Counter[str]:
         """Verdicts of the jobs that produced a suite (succeeded or collected)."""
-        return Counter(job.get("verdict") or "unverified" for job in self.jobs if job.get("state") in DONE)
+        return Counter(job.shown_verdict for job in self.jobs if job.state.has_suite)
 
     @property
-    def not_verified(self) -> list[dict[str, str]]:
-        return [job for job in self.jobs if job.get("state") in DONE and job.get("verdict") != "verified"]
+    def not_verified(self) -> list[JobRecord]:
+        return [job for job in self.jobs if job.state.has_suite and job.verdict != "verified"]
 
 
 async def load_view(store: Store, batch_id: str) -> BatchView:
@@ -68,19 +65,23 @@ class BatchWatch:
     """A batch's jobs kept up to date by re-reading only those not final yet: a 300-spec sprint
     near its end costs a few reads a poll, not 300."""
 
-    def __init__(self, store: Store, batch_id: str, final: frozenset[str]) -> None:
+    def __init__(self, store: Store, batch_id: str, final: frozenset[JobState]) -> None:
         self._store = store
         self._batch_id = batch_id
         self._final = final
         self._ids: list[str] = []
-        self._jobs: dict[str, dict[str, str]] = {}
+        self._jobs: dict[str, JobRecord] = {}
 
     async def refresh(self) -> BatchView:
         if not self._ids:
             self._ids = await self._store.job_ids(self._batch_id)
-        stale = [job_id for job_id in self._ids if self._jobs.get(job_id, {}).get("state") not in self._final]
+        stale = [
+            job_id
+            for job_id in self._ids
+            if job_id not in self._jobs or self._jobs[job_id].state not in self._final
+        ]
         for record in await self._store.jobs(stale):
-            self._jobs[record["job_id"]] = record
+            self._jobs[record.job_id] = record
         return BatchView(self._batch_id, [self._jobs[job_id] for job_id in self._ids if job_id in self._jobs])
 
 
@@ -97,8 +98,9 @@ async def follow_batch(
     started = time.monotonic()
     hinted = False
     deadline = started + timeout_s if timeout_s else None
+    # without a collector, a succeeded job is as far as this follower can see it go
     final = frozenset(
-        {"collected", "failed"} if collector is not None else {"collected", "failed", "succeeded"}
+        {JobState.COLLECTED, JobState.FAILED} | ({JobState.SUCCEEDED} if collector is None else set())
     )
     watch = BatchWatch(store, batch_id, final)
     view = await watch.refresh()
@@ -118,16 +120,16 @@ async def follow_batch(
                 await asyncio.sleep(POLL_BLOCK_MS / 1000)
             view = await watch.refresh()
             counts = view.counts
-            done = counts["collected"] + counts["failed"] + (counts["succeeded"] if collector is None else 0)
+            done = sum(counts[state] for state in final)
             detail = (
-                f"[green]{counts['collected'] + counts['succeeded']} ok[/] [red]{counts['failed']} failed[/] "
-                f"[cyan]{counts['running']} running[/] {counts['queued'] + counts['retrying']} waiting  "
-                f"{view.tokens:,} tokens"
+                f"[green]{counts[JobState.COLLECTED] + counts[JobState.SUCCEEDED]} ok[/] "
+                f"[red]{counts[JobState.FAILED]} failed[/] [cyan]{counts[JobState.RUNNING]} running[/] "
+                f"{counts[JobState.QUEUED] + counts[JobState.RETRYING]} waiting  {view.tokens:,} tokens"
             )
             progress.update(bar, completed=done, detail=detail)
             if (
                 not hinted
-                and counts["queued"] == len(view.jobs)
+                and counts[JobState.QUEUED] == len(view.jobs)
                 and time.monotonic() - started > NO_WORKER_HINT_S
             ):
                 hinted = True
@@ -141,7 +143,8 @@ async def follow_batch(
 
 WIDE = 150
 """From this many columns on, the table also shows attempts, rounds and time in columns of their own."""
-STATE_STYLES = {"collected": "green", "succeeded": "green", "failed": "red", "running": "cyan"}
+STATE_STYLES = {JobState.COLLECTED: "green", JobState.SUCCEEDED: "green", JobState.FAILED: "red",
+                JobState.RUNNING: "cyan"}  # fmt: skip
 
 
 def jobs_table(view: BatchView, width: int, output_dir: str | None = None) -> Table:
@@ -161,69 +164,69 @@ def jobs_table(view: BatchView, width: int, output_dir: str | None = None) -> Ta
         table.add_column("time", justify="right", no_wrap=True)
     table.add_column("output / error", overflow="fold", ratio=3 if wide else 2)
     for job in view.jobs:
-        state = job.get("state", "?")
-        style = STATE_STYLES.get(state, "")
+        style = STATE_STYLES.get(job.state, "")
         cells = [
-            escape(job.get("spec_id", "")),
-            f"[{style}]{state}[/]" if style else state,
+            escape(job.spec_id),
+            f"[{style}]{job.state}[/]" if style else str(job.state),
             verdict_cell(job),
         ]
         if wide:
-            cells += [job.get("attempt", "0"), job.get("rounds", "")]
+            cells += [str(job.attempt), rounds_cell(job)]
         cells += [checks_cell(job, lines=not wide), tokens_cell(job, short=not wide)]
         if wide:
-            cells.append(f"{float(job['duration_s']):.1f}s" if job.get("duration_s") else "")
+            cells.append(f"{job.duration_s:.1f}s" if job.duration_s else "")
         cells.append(note_cell(job, output_dir))
         table.add_row(*cells)
     return table
 
 
-def tokens_cell(job: dict[str, str], *, short: bool = False) -> str:
+def rounds_cell(job: JobRecord) -> str:
+    """Rounds, and the round the attempt resumed from (`6 (↻3)`: rounds 1-3 replayed)."""
+    if not job.rounds:
+        return ""
+    return f"{job.rounds} (↻{job.resumed_from_round})" if job.resumed_from_round else str(job.rounds)
+
+
+def tokens_cell(job: JobRecord, *, short: bool = False) -> str:
     """The writer's tokens, and the reviewer's beside them (`short`: in thousands)."""
-    writer = int(job.get("prompt_tokens") or 0) + int(job.get("completion_tokens") or 0)
-    review = int(job.get("review_prompt_tokens") or 0) + int(job.get("review_completion_tokens") or 0)
-    if not writer:
+    if not job.tokens:
         return ""
     shown = (lambda n: f"{n / 1000:.0f}k") if short else (lambda n: f"{n:,}")
-    return shown(writer) + (f" +{shown(review)} review" if review else "")
+    return shown(job.tokens) + (f" +{shown(job.review_tokens)} review" if job.review_tokens else "")
 
 
-def verdict_cell(job: dict[str, str]) -> str:
-    if job.get("state") not in DONE:
+def verdict_cell(job: JobRecord) -> str:
+    if not job.state.has_suite:
         return ""
-    verdict = job.get("verdict") or "unverified"
-    return f"[{VERDICT_STYLES.get(verdict, '')}]{verdict}[/]"
+    return f"[{VERDICT_STYLES.get(job.shown_verdict, '')}]{job.shown_verdict}[/]"
 
 
-def checks_cell(job: dict[str, str], *, lines: bool = False) -> str:
+def checks_cell(job: JobRecord, *, lines: bool = False) -> str:
     """Calls resolved / total (and unverified ones), criteria covered, tests passed / run, rule
     violations; `lines`: one figure per line (a narrow table never splits one)."""
     parts = []
-    if job.get("calls"):
-        unverified = int(job.get("calls_unverified") or 0)
-        parts.append(
-            f"{job.get('calls_resolved', 0)}/{job['calls']} calls"
-            + (f" ({unverified}?)" if unverified else "")
-        )
-    if job.get("criteria_total"):
-        parts.append(f"{job.get('criteria_covered', 0)}/{job['criteria_total']} criteria")
-    if job.get("tests_run"):
-        parts.append(f"{job.get('tests_passed', 0)}/{job['tests_run']} run")
-    if int(job.get("rule_violations") or 0):
-        parts.append(f"{job['rule_violations']} rules broken")
+    if job.calls:
+        unverified = f" ({job.calls_unverified}?)" if job.calls_unverified else ""
+        parts.append(f"{job.calls_resolved}/{job.calls} calls{unverified}")
+    if job.criteria_total:
+        parts.append(f"{job.criteria_covered}/{job.criteria_total} criteria")
+    if job.tests_run:
+        parts.append(f"{job.tests_passed}/{job.tests_run} run")
+    if job.rule_violations:
+        parts.append(f"{job.rule_violations} rules broken")
     return ("\n" if lines else ", ").join(parts)
 
 
-def note_cell(job: dict[str, str], output_dir: str | None = None) -> str:
-    if job.get("error_kind"):
-        hint = retry_hint(job["error_kind"]) if job.get("state") == "failed" else "will be retried"
-        return f"[red]{escape(job['error_kind'])}[/]: {escape(job.get('error_message', '')[:160])} [dim]({hint})[/]"
-    note = escape(relative(job.get("output_path", ""), output_dir))
-    if job.get("withheld") == "1":
+def note_cell(job: JobRecord, output_dir: str | None = None) -> str:
+    if job.error_kind:
+        hint = retry_hint(job.error_kind) if job.state is JobState.FAILED else "will be retried"
+        return f"[red]{escape(job.error_kind)}[/]: {escape(job.error_message[:160])} [dim]({hint})[/]"
+    note = escape(relative(job.output_path, output_dir))
+    if job.withheld:
         return "[yellow]not written (failing; WRITE_FAILING_SUITES=false)[/]"
-    if job.get("beside") == "1":
+    if job.beside:
         return f"[yellow]{note} (beside an edited file)[/]"
-    if job.get("verdict") == "failing" and job.get("state") in DONE:
+    if job.verdict == "failing" and job.state.has_suite:
         return f"{note} [red]({first_problem(job)})[/]" if note else f"[red]{first_problem(job)}[/]"
     return note
 
@@ -236,11 +239,7 @@ def relative(path: str, output_dir: str | None) -> str:
     return path
 
 
-def first_problem(job: dict[str, str]) -> str:
+def first_problem(job: JobRecord) -> str:
     """The stages that failed, for a failing suite's row (the diagnostics are in `status --json`)."""
-    try:
-        stages = json.loads(job.get("stages") or "{}")
-    except ValueError:
-        stages = {}
-    failed = [stage for stage, outcome in stages.items() if outcome == "failed"]
+    failed = [stage for stage, outcome in job.stages.items() if outcome == "failed"]
     return f"{', '.join(failed)} failed" if failed else "failing"

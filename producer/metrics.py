@@ -1,7 +1,7 @@
 """`robot-fleet metrics`: the fleet's Prometheus metrics, read from the job store at scrape time.
 
 Nothing is kept between scrapes: each scrape reads the `recent` newest batches (their records and a
-few fields of each job, in three pipelined round trips), the broker queue's length, the leases and
+few fields of each job, a pipelined round trip per batch), the broker queue's length, the leases and
 the fleet-wide rate-limit counters the workers keep in Redis. Labels have bounded cardinality:
 `batch` only for those `recent` batches (at most MAX_RECENT_BATCHES), every other label from a
 fixed set. Per-batch figures are sums over the batch's jobs, so within a batch they only grow: they
@@ -25,7 +25,6 @@ window). A scrape that cannot reach Redis answers `robot_fleet_store_up 0` and n
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections import Counter
 from collections.abc import Iterator
@@ -37,11 +36,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
-from worker import keys
 from worker.adapters.celery_config import QUEUE
 from worker.adapters.ratelimit import LLM_REQUESTS, LLM_TOKENS, MCP_REQUESTS
 from worker.adapters.store import Store
 from worker.errors import StoreUnavailable
+from worker.records import FleetCounts, JobRecord, JobState
 from worker.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -52,8 +51,6 @@ MAX_RECENT_BATCHES = 20
 SCRAPE_TIMEOUT_S = 5.0
 """Below Prometheus's default scrape timeout (10 s): a Redis that does not answer is a 0, not a hang."""
 
-STATES = ("queued", "running", "retrying", "succeeded", "failed", "collected")
-DONE = ("succeeded", "collected")
 VERDICTS = ("verified", "failing", "unverified", "unreviewed")
 BUDGETS = (LLM_REQUESTS, LLM_TOKENS, MCP_REQUESTS)
 TOKENS = {("writer", "prompt"): "prompt_tokens", ("writer", "cached"): "cached_tokens",
@@ -61,7 +58,8 @@ TOKENS = {("writer", "prompt"): "prompt_tokens", ("writer", "cached"): "cached_t
           ("reviewer", "completion"): "review_completion_tokens"}  # fmt: skip
 """(role, kind) -> job field. Cached tokens are the part of the prompt the provider served from its
 cache (counted in `prompt` too, as providers report them)."""
-JOB_FIELDS = ("state", "verdict", "rounds", "tool_calls", "duration_s", *TOKENS.values())
+JOB_FIELDS = ("verdict", "rounds", "tool_calls", "duration_s", *TOKENS.values())
+"""What a scrape reads of each job."""
 
 
 @dataclass
@@ -69,32 +67,28 @@ class BatchFigures:
     batch_id: str
     created_at: float = 0.0
     rejected: int = 0
-    states: Counter[str] = field(default_factory=Counter)
+    states: Counter[JobState] = field(default_factory=Counter)
     verdicts: Counter[str] = field(default_factory=Counter)
     tokens: Counter[tuple[str, str]] = field(default_factory=Counter)
     rounds: int = 0
     tool_calls: int = 0
     job_seconds: float = 0.0
 
-    def add_job(self, job: dict[str, str | None]) -> None:
-        state = job.get("state") or ""
-        self.states[state] += 1
-        if state in DONE:
-            self.verdicts[job.get("verdict") or "unverified"] += 1
+    def add_job(self, job: JobRecord) -> None:
+        self.states[job.state] += 1
+        if job.state.has_suite:
+            self.verdicts[job.shown_verdict] += 1
         for label, name in TOKENS.items():
-            self.tokens[label] += _int(job.get(name))
-        self.rounds += _int(job.get("rounds"))
-        self.tool_calls += _int(job.get("tool_calls"))
-        self.job_seconds += _float(job.get("duration_s"))
+            self.tokens[label] += _int(job.fields.get(name))
+        self.rounds += job.rounds
+        self.tool_calls += job.tool_calls
+        self.job_seconds += job.duration_s
 
 
 @dataclass
 class FleetSnapshot:
     batches: list[BatchFigures]
-    queue_messages: int
-    leased: int
-    waits: dict[str, float]
-    waited_s: dict[str, float]
+    counts: FleetCounts
 
 
 def _int(value: str | None) -> int:
@@ -104,55 +98,16 @@ def _int(value: str | None) -> int:
         return 0
 
 
-def _float(value: str | None) -> float:
-    try:
-        return float(value or 0)
-    except ValueError:
-        return 0.0
-
-
 async def read_snapshot(store: Store, recent: int) -> FleetSnapshot:
     """One scrape's reads: the `recent` newest batches and the fleet-wide figures."""
-    client = store.redis
     batch_ids = await store.batch_ids(limit=recent) if recent else []
-    pipe = client.pipeline(transaction=False)
-    for batch_id in batch_ids:
-        pipe.hmget(keys.batch(batch_id), ["created_at", "rejected"])
-        pipe.zrange(keys.batch_jobs(batch_id), 0, -1)
-    pipe.llen(keys.broker_queue(QUEUE))
-    pipe.zcard(keys.leases())
-    pipe.hgetall(keys.rate_limit_waits())
-    pipe.hgetall(keys.rate_limit_wait_seconds())
-    answers = await pipe.execute()
-    queue_messages, leased, waits, waited = answers[-4:]
-    batches, job_ids = [], []
-    for position, batch_id in enumerate(batch_ids):
-        (created_at, rejected), ids = answers[2 * position], answers[2 * position + 1]
-        batches.append(BatchFigures(batch_id, _float(created_at), len(_json_list(rejected))))
-        job_ids.append(ids)
-    pipe = client.pipeline(transaction=False)
-    for ids in job_ids:
-        for job_id in ids:
-            pipe.hmget(keys.job(job_id), list(JOB_FIELDS))
-    records = iter(await pipe.execute())
-    for figures, ids in zip(batches, job_ids, strict=True):
-        for _ in ids:
-            figures.add_job(dict(zip(JOB_FIELDS, next(records), strict=True)))
-    return FleetSnapshot(
-        batches=batches,
-        queue_messages=int(queue_messages),
-        leased=int(leased),
-        waits={name: _float(waits.get(name)) for name in BUDGETS},
-        waited_s={name: _float(waited.get(name)) for name in BUDGETS},
-    )
-
-
-def _json_list(raw: str | None) -> list[object]:
-    try:
-        value = json.loads(raw or "[]")
-    except ValueError:
-        return []
-    return value if isinstance(value, list) else []
+    batches = []
+    for record in await store.batches(batch_ids):
+        figures = BatchFigures(record.batch_id, record.created_at, len(record.rejected))
+        for job in await store.jobs(await store.job_ids(record.batch_id), only=JOB_FIELDS):
+            figures.add_job(job)
+        batches.append(figures)
+    return FleetSnapshot(batches, await store.fleet_counts(QUEUE, BUDGETS))
 
 
 def batch_families(batches: list[BatchFigures]) -> Iterator[Metric]:
@@ -175,8 +130,8 @@ def batch_families(batches: list[BatchFigures]) -> Iterator[Metric]:
                                   "jobs, summed.", labels=["batch"])  # fmt: skip
     for batch in batches:
         name = batch.batch_id
-        for state in STATES:
-            jobs.add_metric([name, state], batch.states[state])
+        for state in JobState:
+            jobs.add_metric([name, str(state)], batch.states[state])
         for verdict in VERDICTS:
             suites.add_metric([name, verdict], batch.verdicts[verdict])
         for role, kind in TOKENS:
@@ -192,17 +147,17 @@ def batch_families(batches: list[BatchFigures]) -> Iterator[Metric]:
 def fleet_families(snapshot: FleetSnapshot) -> Iterator[Metric]:
     queue = GaugeMetricFamily("robot_fleet_queue_messages", "Jobs waiting in the broker queue (not yet "
                               "received by a worker).", labels=["queue"])  # fmt: skip
-    queue.add_metric([QUEUE], snapshot.queue_messages)
+    queue.add_metric([QUEUE], snapshot.counts.queue_messages)
     yield queue
     yield GaugeMetricFamily("robot_fleet_jobs_leased", "Jobs held by a live worker (running, or received "
-                            "and waiting for a slot).", value=snapshot.leased)  # fmt: skip
+                            "and waiting for a slot).", value=snapshot.counts.leased)  # fmt: skip
     waits = CounterMetricFamily("robot_fleet_rate_limit_waits", "Requests that waited for room in a "
                                 "fleet-wide budget.", labels=["budget"])  # fmt: skip
     waited = CounterMetricFamily("robot_fleet_rate_limit_wait_seconds", "Seconds requests waited for a "
                                  "fleet-wide budget.", labels=["budget"])  # fmt: skip
     for budget in BUDGETS:
-        waits.add_metric([budget], snapshot.waits[budget])
-        waited.add_metric([budget], snapshot.waited_s[budget])
+        waits.add_metric([budget], snapshot.counts.waits[budget])
+        waited.add_metric([budget], snapshot.counts.waited_s[budget])
     yield from (waits, waited)
 
 

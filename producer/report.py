@@ -7,29 +7,24 @@ masked with the fleet's redactor once, here, and escaped where the page is drawn
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from producer.fleet_cmds import _store, decoded
+from producer.fleet_cmds import _store
 from worker.adapters.store import Store
+from worker.records import BatchRecord, JobRecord, JobState
 from worker.redact import redactor_for
 from worker.settings import Settings
 
-DONE = ("succeeded", "collected")
-IN_PROGRESS = ("queued", "running", "retrying")
 VERDICTS = ("verified", "failing", "unverified", "unreviewed")
-BATCH_JSON_FIELDS = ("rejected", "skipped", "ignored")
-"""Batch record fields stored as JSON lists."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +60,8 @@ class Tokens:
     """Of the above, the reviewer's (prompt and completion)."""
 
     @classmethod
-    def of(cls, job: dict[str, Any]) -> Tokens:
+    def of(cls, job: Mapping[str, Any]) -> Tokens:
+        """A job's tokens, from its stored (or shown) fields."""
         review_prompt = number(job.get("review_prompt_tokens"))
         review_completion = number(job.get("review_completion_tokens"))
         return cls(
@@ -136,21 +132,20 @@ def scrub(value: Any, redact: Callable[[str], str]) -> Any:
     return value
 
 
-def summarise(batch: dict[str, Any], jobs: list[dict[str, Any]], rejected: int, prices: Prices) -> Summary:
+def summarise(batch: BatchRecord, jobs: list[JobRecord], rejected: int, prices: Prices) -> Summary:
     summary = Summary(rejected=rejected)
     last = 0.0
     for job in jobs:
-        state = job.get("state")
-        if state in DONE:
-            summary.verdicts[str(job.get("verdict") or "unverified")] += 1
-        summary.failed += state == "failed"
-        summary.in_progress += state in IN_PROGRESS
-        summary.tokens += Tokens.of(job)
-        summary.job_seconds += seconds(job.get("duration_s"))
-        summary.rounds += number(job.get("rounds"))
-        summary.tool_calls += number(job.get("tool_calls"))
-        last = max(last, seconds(job.get("finished_at")))
-    created = seconds(batch.get("created_at"))
+        if job.state.has_suite:
+            summary.verdicts[job.shown_verdict] += 1
+        summary.failed += job.state is JobState.FAILED
+        summary.in_progress += job.state.active
+        summary.tokens += Tokens.of(job.fields)
+        summary.job_seconds += job.duration_s
+        summary.rounds += job.rounds
+        summary.tool_calls += job.tool_calls
+        last = max(last, job.finished_at)
+    created = batch.created_at
     summary.wall_seconds = max(0.0, last - created) if last and created else 0.0
     summary.cost = prices.cost(summary.tokens)
     return summary
@@ -160,23 +155,22 @@ async def load_report(
     store: Store, batch_id: str, prices: Prices, redact: Callable[[str], str]
 ) -> Report | None:
     """The batch as the page shows it, or None when there is no such batch."""
-    raw_batch = await store.batch(batch_id)
-    if raw_batch is None:
+    record = await store.batch(batch_id)
+    if record is None:
         return None
-    batch: dict[str, Any] = scrub(dict(raw_batch), redact)
-    for name in BATCH_JSON_FIELDS:
-        with contextlib.suppress(ValueError):
-            batch[name] = json.loads(batch.get(name) or "[]")
-    jobs = []
-    for record in await store.jobs(await store.job_ids(batch_id)):
-        job = decoded(record)
-        result = await store.result(record["job_id"]) if record.get("state") in DONE else None
+    batch: dict[str, Any] = scrub({**{k: v for k, v in vars(record).items() if k not in ("rejected",)},
+                                   "skipped": list(record.skipped), "ignored": list(record.ignored)}, redact)  # fmt: skip
+    jobs, shown = await store.jobs(await store.job_ids(batch_id)), []
+    for job in jobs:
+        page: dict[str, Any] = {**job.shown(), "has_suite": job.state.has_suite}
+        result = await store.result(job.job_id) if job.state.has_suite else None
         if result is not None:
-            job["robot_text"] = str(result.get("robot_text") or "")
-        jobs.append(scrub(job, redact))
-    rejected = batch.get("rejected") if isinstance(batch.get("rejected"), list) else []
-    rejected = [item for item in rejected if isinstance(item, dict)]
-    return Report(batch_id, batch, jobs, rejected, summarise(batch, jobs, len(rejected), prices), prices,
+            page["robot_text"] = result.robot_text
+        shown.append(scrub(page, redact))
+    rejected = [
+        scrub({"source": r.source, "reason": r.reason, "spec_id": r.spec_id}, redact) for r in record.rejected
+    ]
+    return Report(batch_id, batch, shown, rejected, summarise(record, jobs, len(rejected), prices), prices,
                   time.time())  # fmt: skip
 
 

@@ -120,7 +120,7 @@ def summary_cards(summary: Summary) -> str:
 def verdict_of(job: dict[str, Any]) -> str:
     """The verdict of a job that produced a suite, else its state (failed, running...)."""
     state = str(job.get("state", "?"))
-    return str(job.get("verdict") or "unverified") if state in ("succeeded", "collected") else state
+    return str(job.get("verdict") or "unverified") if job.get("has_suite") else state
 
 
 def time_chart(jobs: list[dict[str, Any]]) -> str:
@@ -173,7 +173,8 @@ def job_row(job: dict[str, Any]) -> str:
 
 
 def stages_cell(job: dict[str, Any]) -> str:
-    stages = job.get("stages") if isinstance(job.get("stages"), dict) else {}
+    stages = job.get("stages")
+    stages = stages if isinstance(stages, dict) else {}
     return "".join(f'<span class="stage {esc(outcome)}">{esc(stage)}: {esc(outcome)}</span>'
                    for stage, outcome in stages.items())  # fmt: skip
 
@@ -207,7 +208,8 @@ def diagnostics_of(job: dict[str, Any]) -> list[str]:
         found.append(f"{job['error_kind']}: {job.get('error_message', '')}")
         extra = job.get("diagnostics")
         found += [str(line) for line in extra] if isinstance(extra, list) else []
-    checks = job.get("checks") if isinstance(job.get("checks"), dict) else {}
+    checks = job.get("checks")
+    checks = checks if isinstance(checks, dict) else {}
     for stage in checks.get("stages") or []:
         if isinstance(stage, dict) and stage.get("outcome") in ("failed", "incomplete"):
             found += [f"{stage.get('stage')}: {line}" for line in stage.get("diagnostics") or []]

@@ -9,14 +9,10 @@ from rich.console import Console
 
 from producer.console import ConsoleSink
 from producer.outputs import write_output
-from worker.adapters.llm import build_client, writer_and_reviewer
-from worker.adapters.mcp_tools import McpSession
-from worker.adapters.ratelimit import FleetLimiter
-from worker.agent.checks.execute import SuiteRunner
+from worker.adapters.services import open_services
 from worker.agent.checks.verdict import Verdict, verdict_of
-from worker.agent.context import ContextCache
 from worker.agent.loop import WriterResult
-from worker.agent.writer import WriterConfig, generate
+from worker.agent.writer import WriterConfig
 from worker.errors import ConfigError, RobotFleetError, retry_hint
 from worker.settings import Settings
 from worker.spec import Spec, load_spec_file, resolve_in_output
@@ -24,28 +20,10 @@ from worker.spec import Spec, load_spec_file, resolve_in_output
 CONNECT_WAIT_S = 5.0
 
 
-async def _generate(spec: Spec, settings: Settings, config: WriterConfig, sink: ConsoleSink) -> WriterResult:
-    limiter = FleetLimiter.from_settings(settings)  # a hand-run job shares the fleet's budgets too
-    client = build_client(settings, limiter)
-    model, reviewer = writer_and_reviewer(settings, client)
-    hooks = limiter.mcp_hooks() if limiter is not None else []
-    try:
-        async with McpSession(
-            settings.gitlab_mcp_url,
-            settings.mcp_headers(),
-            connect_wait_s=CONNECT_WAIT_S,
-            request_hooks=hooks,
-        ) as toolset:
-            listing = await toolset.list_tools()
-            runner = SuiteRunner(config.run) if config.checks.execute else None
-            return await generate(
-                spec, config, model=model, toolset=toolset, listing=listing, cache=ContextCache(), sink=sink,
-                runner=runner, reviewer_model=reviewer,
-            )  # fmt: skip
-    finally:
-        await client.close()
-        if limiter is not None:
-            await limiter.aclose()
+async def _generate(spec: Spec, settings: Settings, sink: ConsoleSink) -> WriterResult:
+    """A hand-run job opens the same services as a worker (and shares the fleet's budgets)."""
+    async with open_services(settings, connect_wait_s=CONNECT_WAIT_S) as services:
+        return await services.write(spec, sink)
 
 
 def run_write(
@@ -58,13 +36,13 @@ def run_write(
     try:
         spec = load_spec_file(spec_path, max_bytes=settings.spec_max_bytes)
         resolve_in_output(out_root, spec.target_path)
-        config = WriterConfig.from_settings(settings)
+        WriterConfig.from_settings(settings)  # a setting the writer cannot work with: exit 2 now
     except RobotFleetError as exc:
         errors.print(f"[red]error ({exc.kind}):[/] {exc.message}", highlight=False)
         return 2
     sink = ConsoleSink(console, show_text=not quiet)
     try:
-        result = asyncio.run(_generate(spec, settings, config, sink))
+        result = asyncio.run(_generate(spec, settings, sink))
     except RobotFleetError as exc:
         console.print()
         errors.print(f"[red]failed ({exc.kind}):[/] {exc.message} ({retry_hint(exc.kind)})", highlight=False)

@@ -17,7 +17,9 @@ from producer.local_redis import LocalRedis, free_port
 from producer.procs import robot_fleet_command, start_child
 from tests.conftest import EXAMPLES, StandIn, writer_env
 from tests.fleet_harness import Fleet, spec_dir
+from worker import keys
 from worker.adapters.store import Store
+from worker.records import BatchRecord, NewJob
 
 pytestmark = pytest.mark.integration
 
@@ -65,9 +67,10 @@ async def record_old_batches(url: str, names: list[str]) -> None:
     store = Store.from_url(url)
     try:
         for age, name in enumerate(names):
-            job = {"job_id": f"{name}:OLD-1", "batch_id": name, "spec_id": "OLD-1", "state": "queued"}
-            await store.create_batch({"batch_id": name, "created_at": time.time() - 3600 + age, "rejected": "[]"},
-                                     [(job, "{}")])  # fmt: skip
+            job = NewJob(f"{name}:OLD-1", name, "OLD-1", "OLD-1.json", "t/OLD-1.robot", "0" * 64, "{}")
+            await store.create_batch(BatchRecord(name, created_at=time.time() - 3600 + age), [job])
+            # as if their messages waited on another fleet's queue: this fleet's sweep leaves them be
+            await store.redis.zrem(keys.dispatched(), job.job_id)
     finally:
         await store.close()
 

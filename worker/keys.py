@@ -8,7 +8,12 @@ rfleet:job:{job}                    hash  the job record (state, attempt, counte
 rfleet:job:{job}:spec               string  the spec JSON (task arguments carry only the job id)
 rfleet:job:{job}:result             string  the result JSON of the current attempt
 rfleet:job:{job}:log                stream  the job's streamed log (capped)
-rfleet:leases                       zset  job id -> deadline of its running or retrying attempt
+rfleet:job:{job}:journal            list  the writer's completed rounds: a header, then one per round
+rfleet:leases                       zset  job id -> deadline of the worker holding it (server clock)
+rfleet:dispatched                   zset  job id -> when its message was sent: no worker holds it yet
+rfleet:receipts                     zset  dispatch time of a received job -> when it was received
+rfleet:receipt-mark                 string  the newest dispatch time received more than a grace ago
+rfleet:LIMITER/...                  the `limits` library's moving windows (ratelimit.py)
 rfleet:stats:rate-limit-waits       hash  budget -> requests that waited for a fleet-wide budget
 rfleet:stats:rate-limit-wait-s      hash  budget -> seconds those requests waited
 robot-fleet                         list  kombu's: the Celery queue's waiting messages (read only)
@@ -26,6 +31,11 @@ LOG_TTL_S = 3 * 24 * 3600
 LOG_MAX_ENTRIES = 4000
 """Approximate cap of one job's log stream (XADD MAXLEN ~)."""
 COLLECTOR_GROUP = "collectors"
+JOURNAL_TTL_S = 3 * 24 * 3600
+"""A journal outlives a crashed fleet for as long as the logs do; it is deleted when its job ends."""
+JOURNAL_MAX_BYTES = 2 * 1024 * 1024
+"""A job's journal stops growing past this (its later rounds are not journaled: a resume replays the
+rounds journaled before)."""
 
 
 def batches() -> str:
@@ -60,8 +70,33 @@ def job_log(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}:log"
 
 
+def job_journal(job_id: str) -> str:
+    return f"{PREFIX}:job:{job_id}:journal"
+
+
 def leases() -> str:
     return f"{PREFIX}:leases"
+
+
+def dispatched() -> str:
+    """Jobs whose message is sent (or about to be) and that no worker has received yet; the sweep
+    sends again those whose message was lost. No expiry: entries leave when a worker receives the
+    job or the job ends."""
+    return f"{PREFIX}:dispatched"
+
+
+def receipts() -> str:
+    """Recent receipts, trimmed by every sweep (see `Store.sweep`)."""
+    return f"{PREFIX}:receipts"
+
+
+def receipt_mark() -> str:
+    return f"{PREFIX}:receipt-mark"
+
+
+def rate_limits_prefix() -> str:
+    """The prefix the `limits` library puts before its own keys (`rfleet:LIMITER/<budget>/...`)."""
+    return PREFIX
 
 
 def rate_limit_waits() -> str:

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     worker_lease_s: float = Field(DEFAULT_LEASE_S, ge=2)
     """A running job whose worker process has not renewed its lease for this long (the process
     died) is sent again to another worker. Renewed every quarter of it."""
+    writer_journal: bool = True
+    """Journal each completed round of the writer in Redis, so that a new attempt of the job (after a
+    worker died, a retryable failure, a redelivery) continues from the last one (WRITER_JOURNAL)."""
     writer_temperature: float | None = 0.1
     """Sampling temperature; None means the provider default."""
     tool_timeout_s: float = Field(DEFAULT_TOOL_TIMEOUT_S, gt=0)

@@ -7,10 +7,13 @@ sent events on (Flower), JSON only.
 
 from __future__ import annotations
 
-from celery import Celery
+from typing import Any
+
+from celery import Celery, Task
 from kombu.exceptions import OperationalError
 
 from worker.errors import StoreUnavailable
+from worker.failpoints import injected
 from worker.settings import Settings
 
 TASK_NAME = "robot_fleet.generate"
@@ -27,10 +30,10 @@ def visibility_timeout(settings: Settings) -> int:
     return int(settings.writer_timeout_s * 2 + VISIBILITY_MARGIN_S)
 
 
-def create_app(settings: Settings) -> Celery:
-    app = Celery(
-        "robot_fleet", broker=settings.redis_url, backend=settings.redis_url, include=["worker.fleet.tasks"]
-    )
+def create_app(settings: Settings, task_cls: type[Task[Any, Any]] | None = None) -> Celery:
+    """The fleet's app; `task_cls`: the base class of its tasks (the worker's masks secrets)."""
+    app = Celery("robot_fleet", broker=settings.redis_url, backend=settings.redis_url,
+                 include=["worker.fleet.tasks"], task_cls=task_cls or Task)  # fmt: skip
     timeout = visibility_timeout(settings)
     transport: dict[str, int] = {"visibility_timeout": timeout}
     if timeout < SHORT_VISIBILITY_S:  # kombu looks for overdue messages every ~100 s by default
@@ -83,12 +86,15 @@ def flower_argv(port: int, address: str) -> list[str]:
     ]
 
 
-def send_job(app: Celery, job_id: str, spec_id: str) -> str:
+def send_job(app: Celery, job_id: str, spec_id: str, countdown: float = 0.0) -> str:
     """One task for one job; its arguments show the spec id only (in Flower), never the spec, and its
-    name shows the spec id and the batch (`shown_name`)."""
+    name shows the spec id and the batch (`shown_name`). Raises `StoreUnavailable` when the broker
+    refuses it: the job was dispatched first, so the lease sweep sends it again."""
     try:
+        if injected("broker.send"):
+            raise OperationalError("broker unavailable (injected by ROBOT_FLEET_FAILPOINT)")
         result = app.send_task(TASK_NAME, args=[job_id], queue=QUEUE, argsrepr=repr(spec_id), kwargsrepr="{}",
-                               shadow=shown_name(job_id, spec_id))  # fmt: skip
+                               shadow=shown_name(job_id, spec_id), countdown=countdown or None)  # fmt: skip
     except OperationalError as exc:
         raise StoreUnavailable(f"could not queue job {job_id}: {exc}") from exc
     return str(result.id)

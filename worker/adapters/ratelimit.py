@@ -56,9 +56,10 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import httpx2
+import redis.asyncio as aioredis
 import redis.exceptions
 from limits import RateLimitItemPerSecond
 from limits.aio.storage import RedisStorage
@@ -76,7 +77,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-KEY_PREFIX = "rfleet"
 WINDOW_MARGIN_S = 1.0
 CHARS_PER_TOKEN = 4
 COMPLETION_ALLOWANCE_TOKENS = 2048
@@ -172,14 +172,21 @@ class FleetLimiter:
         self.llm_requests = Budget(LLM_REQUESTS, llm_rpm, window_s) if llm_rpm else None
         self.llm_tokens = Budget(LLM_TOKENS, llm_tpm, window_s, "tokens") if llm_tpm else None
         self.mcp_requests = Budget(MCP_REQUESTS, mcp_rpm, window_s) if mcp_rpm else None
+        # one connection pool of our own, which `limits` uses and the wait counters share (and which
+        # this limiter closes): `limits` offers no way to close the client it would build itself
+        self._pool = aioredis.ConnectionPool.from_url(
+            redis_url,
+            socket_connect_timeout=REDIS_TIMEOUT_S,
+            socket_timeout=REDIS_TIMEOUT_S,
+            retry=Retry(ExponentialWithJitterBackoff(base=0.2, cap=2.0), REDIS_RETRIES),
+        )
+        self._client = aioredis.Redis(connection_pool=self._pool)
         self._storage = RedisStorage(
             limits_uri(redis_url),
             wrap_exceptions=True,
             implementation="redispy",
-            key_prefix=KEY_PREFIX,
-            socket_connect_timeout=REDIS_TIMEOUT_S,
-            socket_timeout=REDIS_TIMEOUT_S,
-            retry=Retry(ExponentialWithJitterBackoff(base=0.2, cap=2.0), REDIS_RETRIES),
+            key_prefix=keys.rate_limits_prefix(),
+            connection_pool=self._pool,  # type: ignore[arg-type]  # `limits` annotates its options as scalars; it documents and passes on connection_pool
         )
         self._strategy = MovingWindowRateLimiter(self._storage)
         self._first: Budget | None = None
@@ -273,9 +280,8 @@ class FleetLimiter:
 
     async def _count_wait(self, key: str, budget: Budget, amount: float) -> None:
         """Add `amount` to the budget's fleet-wide wait counter in `key` (best effort: see module doc)."""
-        client: Any = self._storage.bridge.get_connection()
         try:
-            await client.hincrbyfloat(key, budget.name, amount)
+            await self._client.hincrbyfloat(key, budget.name, amount)
         except (redis.exceptions.RedisError, OSError) as exc:
             logger.debug("fleet-wide limit: could not count a wait on %s: %s", budget.name, exc)
 
@@ -305,5 +311,5 @@ class FleetLimiter:
             ) from exc
 
     async def aclose(self) -> None:
-        client: Any = self._storage.bridge.get_connection()
-        await client.aclose()
+        await self._client.aclose()
+        await self._pool.aclose()

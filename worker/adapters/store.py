@@ -1,27 +1,37 @@
-"""The job store in Redis: each lifecycle step is one atomic script or pipeline (async only).
+"""The job store in Redis: the one owner of the job lifecycle; each step is one atomic script.
 
-    create_batch  batch record, job records and specs, in one transaction
-    claim         queued/retrying -> running, attempt + 1, leased; refuses finished jobs and jobs
-                  running under a live lease (duplicate deliveries)
-    finish        running -> succeeded, result stored, results-stream entry; current attempt only
-    fail          running -> retrying | failed with kind and message; current attempt only
-    renew         the leases of the jobs a live worker holds (received, running)
-    sweep         jobs whose lease ran out (their worker died) -> queued, to be sent again; after
-                  MAX_REQUEUES such deaths -> failed (`worker_lost`: the job may be what kills them)
-    collected     succeeded -> collected after the file is durably written; current attempt only
-    request_retry failed -> queued (the next claim is a new attempt; older attempts can't write)
+    create_batch   the batch, its jobs (queued, dispatched) and specs, and its results group
+    claim          queued/retrying -> running, attempt + 1, leased; refuses finished jobs and jobs
+                   running under another live lease (duplicate deliveries)
+    finish         running -> succeeded, result stored, results-stream entry; current attempt only
+    fail           running -> retrying (dispatched again) | failed; current attempt only
+    hold           a live worker holds these jobs (received, waiting for a slot or a countdown,
+                   running): leased for one more lease, no longer `dispatched`
+    release        a worker shutting down gives back the jobs it held but never started
+    sweep          leases that ran out (the holder died) -> queued and sent again; messages lost
+                   before any worker received them -> sent again; past a cap -> failed `worker_lost`
+    collected      succeeded -> collected after the file is durably written; current attempt only
+    request_retry  failed -> queued, dispatched (`fresh`: its journal dropped)
+    journal_*      the writer's completed rounds, current attempt only (see `RedisJournal`)
+
+Every job that is not finished is always in one of two places: `leases` (a worker holds it and
+renews it) or `dispatched` (its message is on the way: recorded before it is sent). A job can only
+be lost by a worker that dies (its lease runs out) or by a message that never reaches one: the
+broker refused it, or the worker that took it from the queue died before it said so. Redis's queue
+is first in, first out: once a job dispatched later than this one was received a grace ago, or the
+queue is empty and this one was dispatched a grace ago, its message is gone and the sweep sends it
+again. A message thought lost that was only slow makes a duplicate, dropped at the claim.
 
 A job's state lives in its record only; the batch's counts are derived from its jobs. Every text
-that may carry provider words (errors, logs) goes through the redactor first: secrets never land
-in Redis.
+that may carry provider words (errors, logs, the journal's messages and tool results) goes through
+the redactor first: secrets never land in Redis.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -32,7 +42,23 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from worker import keys
-from worker.errors import StoreUnavailable
+from worker.errors import StoreUnavailable, WorkerLost
+from worker.records import (
+    BatchRecord,
+    Claimed,
+    ClaimOutcome,
+    FleetCounts,
+    JobRecord,
+    JobResult,
+    JobState,
+    LogEntry,
+    NewJob,
+    Refused,
+    Resend,
+    ResultEntry,
+    Swept,
+    Unknown,
+)
 
 Redactor = Callable[[str], str]
 
@@ -44,95 +70,231 @@ RETRIES = 20
 """A command that loses its connection is retried (redis-py's Retry) for about half a minute, so a
 restart of Redis (AOF on: nothing lost) is ridden over by workers and collectors. The scripts are
 safe to run twice: each checks the state it moves from."""
+SWEEP_BATCH = 200
+"""Jobs one sweep moves at most, per kind (lease ran out, message lost)."""
 
-_NOW = """
+_LIB = """
 local function now()
   local t = redis.call('TIME')
   return tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
+local function t(seconds)
+  return string.format('%.6f', seconds)
+end
+local function active(state)
+  return state == 'queued' or state == 'running' or state == 'retrying'
+end
 """
-# Lease deadlines are on the Redis server's clock (TIME), so workers' clocks may disagree.
+# Every deadline and dispatch time is on the Redis server's clock (TIME): workers' clocks may disagree.
+# Times go to commands as `t(x)`: Lua would print a number with 14 digits, 100 µs of a Unix time.
+
+_CREATE_BATCH = (
+    _LIB
+    + """
+local clock = now()
+local ttl = tonumber(ARGV[5])
+redis.call('HSET', KEYS[1], 'v', ARGV[1], unpack(cjson.decode(ARGV[2])))
+redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+for n = 1, #ARGV - 5 do
+  local job = cjson.decode(ARGV[n + 5])
+  local key, spec = KEYS[3 + 2 * n], KEYS[4 + 2 * n]
+  redis.call('HSET', key, 'state', 'queued', 'attempt', 0, 'queued_at', t(clock), 'v', ARGV[1], unpack(job.fields))
+  redis.call('EXPIRE', key, ttl)
+  redis.call('SET', spec, job.spec, 'EX', ttl)
+  redis.call('ZADD', KEYS[3], n - 1, job.id)
+  redis.call('ZADD', KEYS[4], t(clock + n / 1000000), job.id)
+end
+redis.call('EXPIRE', KEYS[3], ttl)
+return 1
+"""
+)
+# dispatch times one microsecond apart, in the order the messages are sent
 
 _CLAIM = (
-    _NOW
+    _LIB
     + """
 local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return {-1, ''} end
-if state == 'succeeded' or state == 'collected' or state == 'failed' then return {0, state} end
+if not state then return {-1, '', {}} end
+if not active(state) then return {0, state, {}} end
 local clock = now()
-if state == 'running' and tonumber(redis.call('ZSCORE', KEYS[3], ARGV[5]) or '0') > clock then
-  return {0, 'running'}
+if state == 'running' and tonumber(redis.call('ZSCORE', KEYS[3], ARGV[4]) or '0') > clock then
+  return {0, 'running', {}}
 end
 local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
-redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', ARGV[1], 'worker', ARGV[2],
-  'error_kind', '', 'error_message', '')
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('ZADD', KEYS[3], clock + tonumber(ARGV[4]), ARGV[5])
-return {attempt, redis.call('GET', KEYS[2]) or ''}
+redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', t(clock), 'worker', ARGV[1],
+  'error_kind', '', 'error_message', '', 'retry_at', '', 'resumed_from_round', 0, 'resume_saved_tokens', 0)
+redis.call('HSETNX', KEYS[1], 'first_started_at', t(clock))
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[3], t(clock + tonumber(ARGV[3])), ARGV[4])
+redis.call('ZREM', KEYS[4], ARGV[4])
+return {attempt, redis.call('GET', KEYS[2]) or '', redis.call('HGETALL', KEYS[1])}
 """
 )
 
-_FINISH = """
+_CURRENT = """
 if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'state') ~= 'running' then
   return 0
 end
+"""
+
+_FINISH = (
+    _CURRENT
+    + """
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[4])
-redis.call('HSET', KEYS[1], 'state', 'succeeded', unpack(cjson.decode(ARGV[3])))
+redis.call('HSET', KEYS[1], 'state', 'succeeded', 'journal_bytes', 0, unpack(cjson.decode(ARGV[3])))
 redis.call('XADD', KEYS[3], '*', 'v', '1', 'job_id', ARGV[5], 'attempt', ARGV[1])
 redis.call('EXPIRE', KEYS[3], ARGV[4])
 redis.call('ZREM', KEYS[4], ARGV[5])
+redis.call('ZREM', KEYS[5], ARGV[5])
+redis.call('DEL', KEYS[6])
 return 1
 """
+)
 
-_FAIL = """
-if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'state') ~= 'running' then
-  return 0
-end
+_FAIL = (
+    _LIB
+    + _CURRENT
+    + """
 redis.call('HSET', KEYS[1], 'state', ARGV[2], unpack(cjson.decode(ARGV[3])))
 redis.call('ZREM', KEYS[2], ARGV[4])
-return 1
-"""
-
-RENEW_SCRIPT = (
-    _NOW
-    + """
-local deadline = now() + tonumber(ARGV[1])
-for i = 3, #ARGV do
-  local state = redis.call('HGET', ARGV[2] .. ARGV[i], 'state')
-  if state == 'queued' or state == 'running' or state == 'retrying' then
-    redis.call('ZADD', KEYS[1], 'GT', deadline, ARGV[i])
-  end
+if ARGV[2] == 'retrying' then
+  local clock = now()
+  redis.call('HINCRBY', KEYS[1], 'retries', 1)
+  redis.call('HSET', KEYS[1], 'retry_at', t(clock + tonumber(ARGV[5])))
+  redis.call('ZADD', KEYS[3], t(clock), ARGV[4])
+else
+  redis.call('ZREM', KEYS[3], ARGV[4])
+  redis.call('DEL', KEYS[4])
+  redis.call('HSET', KEYS[1], 'journal_bytes', 0)
 end
 return 1
 """
 )
 
-SWEEP_SCRIPT = (
-    _NOW
+_HOLD = (
+    _LIB
     + """
 local clock = now()
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', clock, 'LIMIT', 0, tonumber(ARGV[1]))
-local requeued = {}
-for _, job_id in ipairs(due) do
-  redis.call('ZREM', KEYS[1], job_id)
-  local key = ARGV[2] .. job_id
-  local state = redis.call('HGET', key, 'state')
-  if state == 'queued' or state == 'running' or state == 'retrying' then
-    local times = tonumber(redis.call('HGET', key, 'requeued') or '0')
-    if times >= tonumber(ARGV[3]) then
-      redis.call('HSET', key, 'state', 'failed', 'error_kind', 'worker_lost', 'finished_at', clock,
-        'error_message', 'its worker died ' .. (times + 1) .. ' times while holding it (killed, out of memory?)')
-    else
-      redis.call('HSET', key, 'state', 'queued', 'queued_at', clock, 'lease_expired_in', state)
-      redis.call('HINCRBY', key, 'requeued', 1)
-      table.insert(requeued, job_id)
-      table.insert(requeued, redis.call('HGET', key, 'spec_id') or '')
+local deadline = clock + tonumber(ARGV[1])
+for i = 3, #ARGV do
+  if active(redis.call('HGET', ARGV[2] .. ARGV[i], 'state')) then
+    redis.call('ZADD', KEYS[1], 'GT', t(deadline), ARGV[i])
+    local sent = redis.call('ZSCORE', KEYS[2], ARGV[i])
+    if sent then
+      redis.call('ZREM', KEYS[2], ARGV[i])
+      redis.call('ZADD', KEYS[3], t(clock), sent)
     end
   end
 end
-return requeued
+return 1
 """
 )
+
+_RELEASE = (
+    _LIB
+    + """
+local clock = now()
+for i = 2, #ARGV do
+  local state = redis.call('HGET', ARGV[1] .. ARGV[i], 'state')
+  if (state == 'queued' or state == 'retrying') and redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
+    redis.call('ZADD', KEYS[2], t(clock), ARGV[i])
+  end
+end
+return 1
+"""
+)
+
+_SWEEP = (
+    _LIB
+    + """
+local clock = now()
+local limit, prefix = tonumber(ARGV[1]), ARGV[2]
+local max_requeues, max_resends, grace = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local out, failed = {}, {}
+
+local function give_up(key, id, message)
+  redis.call('HSET', key, 'state', 'failed', 'error_kind', ARGV[6], 'finished_at', t(clock), 'error_message', message)
+  redis.call('ZREM', KEYS[2], id)
+  redis.call('DEL', key .. ':journal')
+  table.insert(failed, id)
+end
+
+local function send_again(key, id, state, why)
+  local countdown = 0
+  if state == 'retrying' then
+    countdown = math.max(0, tonumber(redis.call('HGET', key, 'retry_at') or '0') - clock)
+  end
+  redis.call('ZADD', KEYS[2], t(clock), id)
+  table.insert(out, {id, redis.call('HGET', key, 'spec_id') or '', t(countdown), why})
+end
+
+-- 1. leases that ran out: the worker holding the job died
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', t(clock), 'LIMIT', 0, limit)) do
+  redis.call('ZREM', KEYS[1], id)
+  local key = prefix .. id
+  local state = redis.call('HGET', key, 'state')
+  if active(state) then
+    local times = tonumber(redis.call('HGET', key, 'requeued') or '0')
+    if times >= max_requeues then
+      give_up(key, id, 'its worker died ' .. (times + 1) .. ' times while holding it (killed, out of memory?)')
+    else
+      if state == 'running' then state = 'queued' end
+      redis.call('HSET', key, 'state', state, 'queued_at', t(clock), 'lease_expired_in', state)
+      redis.call('HINCRBY', key, 'requeued', 1)
+      send_again(key, id, state, 'requeued')
+    end
+  end
+end
+
+-- 2. the receipt mark: the newest dispatch time received more than a grace ago
+local mark = tonumber(redis.call('GET', KEYS[4]) or '0')
+for _, sent in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', t(clock - grace))) do
+  mark = math.max(mark, tonumber(sent))
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', t(clock - grace))
+redis.call('SET', KEYS[4], t(mark))
+
+-- 3. messages lost before any worker received them
+local lost = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. t(mark), 'LIMIT', 0, limit)
+if redis.call('LLEN', KEYS[5]) == 0 then
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', t(clock - grace), 'LIMIT', 0, limit)) do
+    table.insert(lost, id)
+  end
+end
+local seen = {}
+for _, id in ipairs(lost) do
+  if not seen[id] then
+    seen[id] = true
+    local key = prefix .. id
+    local state = redis.call('HGET', key, 'state')
+    if not active(state) then
+      redis.call('ZREM', KEYS[2], id)
+    else
+      local times = tonumber(redis.call('HGET', key, 'resent') or '0')
+      if times >= max_resends then
+        give_up(key, id, 'its message was lost ' .. (times + 1) .. ' times before a worker received it')
+      else
+        redis.call('HINCRBY', key, 'resent', 1)
+        send_again(key, id, state, 'resent')
+      end
+    end
+  end
+end
+return {out, failed}
+"""
+)
+
+_UNSENT = """
+for i = 2, #ARGV, 2 do
+  if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
+    redis.call('ZADD', KEYS[1], 0, ARGV[i])
+    redis.call('HINCRBY', ARGV[1] .. ARGV[i], ARGV[i + 1], -1)
+  end
+end
+return 1
+"""
+# a resend the broker refused: due again at the next sweep, and not counted against the job
 
 _COLLECTED = """
 if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'state') ~= 'succeeded' then
@@ -142,29 +304,69 @@ redis.call('HSET', KEYS[1], 'state', 'collected', unpack(cjson.decode(ARGV[2])))
 return 1
 """
 
-_REQUEST_RETRY = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if state ~= 'failed' then return 0 end
-redis.call('HSET', KEYS[1], 'state', 'queued', 'error_kind', '', 'error_message', '', 'queued_at', ARGV[1])
+_REQUEST_RETRY = (
+    _LIB
+    + """
+if redis.call('HGET', KEYS[1], 'state') ~= 'failed' then return 0 end
+local clock = now()
+redis.call('HSET', KEYS[1], 'state', 'queued', 'error_kind', '', 'error_message', '', 'queued_at', t(clock),
+  'retries', 0, 'requeued', 0, 'resent', 0)
+redis.call('HDEL', KEYS[1], 'first_started_at')
+redis.call('ZADD', KEYS[2], t(clock), ARGV[1])
+if ARGV[2] == '1' then
+  redis.call('DEL', KEYS[3])
+  redis.call('HSET', KEYS[1], 'journal_bytes', 0)
+end
 return 1
 """
+)
+
+_JOURNAL_START = (
+    _CURRENT
+    + """
+local header = redis.call('LINDEX', KEYS[2], 0)
+if header and cjson.decode(header).fingerprint == ARGV[2] then
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
+  return redis.call('LRANGE', KEYS[2], 1, -1)
+end
+redis.call('DEL', KEYS[2])
+redis.call('RPUSH', KEYS[2], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+redis.call('HSET', KEYS[1], 'journal_bytes', string.len(ARGV[3]))
+return {}
+"""
+)
+
+_JOURNAL_APPEND = (
+    _CURRENT
+    + """
+local header = redis.call('LINDEX', KEYS[2], 0)
+if not header or cjson.decode(header).fingerprint ~= ARGV[2] then return -1 end
+if redis.call('LLEN', KEYS[2]) ~= tonumber(ARGV[3]) then return -2 end
+local size = tonumber(redis.call('HGET', KEYS[1], 'journal_bytes') or '0') + string.len(ARGV[4])
+if size > tonumber(ARGV[5]) then return -3 end
+redis.call('RPUSH', KEYS[2], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[6])
+redis.call('HSET', KEYS[1], 'journal_bytes', size)
+return 1
+"""
+)
+# an append is refused (0) when a newer attempt owns the job, or when the journal is not the one
+# this attempt started (-1), has a gap (-2), or is full (-3)
+
+_RECORD_RESUME = (
+    _CURRENT
+    + """
+redis.call('HSET', KEYS[1], 'resumed_from_round', ARGV[2], 'resume_saved_tokens', ARGV[3])
+return 1
+"""
+)
+
+JOURNAL_REFUSALS = {0: "a newer attempt owns the job", -1: "the journal was started by another attempt",
+                    -2: "a round is missing before it", -3: "the journal is full"}  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Claim:
-    attempt: int
-    spec_json: str
-
-
-@dataclass(frozen=True)
-class ResultEntry:
-    batch_id: str
-    entry_id: str
-    job_id: str
-    attempt: int
-
-
-def _flat(fields: dict[str, Any]) -> str:
+def _flat(fields: Mapping[str, Any]) -> str:
     """A hash update as the flat JSON list the scripts unpack into HSET."""
     flat: list[str] = []
     for name, value in fields.items():
@@ -176,15 +378,29 @@ def _no_redact(text: str) -> str:
     return text
 
 
+def scrub(value: Any, redact: Redactor) -> Any:
+    """`value` (JSON-like) with every string redacted."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list | tuple):
+        return [scrub(item, redact) for item in value]
+    if isinstance(value, dict):
+        return {str(key): scrub(item, redact) for key, item in value.items()}
+    return value
+
+
 class Store:
     def __init__(self, client: aioredis.Redis, redact: Redactor = _no_redact) -> None:
         self.redis = client
         self.redact = redact
-        self._claim = client.register_script(_CLAIM)
-        self._finish = client.register_script(_FINISH)
-        self._fail = client.register_script(_FAIL)
-        self._collected = client.register_script(_COLLECTED)
-        self._request_retry = client.register_script(_REQUEST_RETRY)
+        self._scripts = {
+            name: client.register_script(source)
+            for name, source in (("create", _CREATE_BATCH), ("claim", _CLAIM), ("finish", _FINISH), ("fail", _FAIL),
+                                 ("hold", _HOLD), ("release", _RELEASE), ("sweep", _SWEEP), ("unsent", _UNSENT),
+                                 ("collected", _COLLECTED), ("request_retry", _REQUEST_RETRY),
+                                 ("journal_start", _JOURNAL_START), ("journal_append", _JOURNAL_APPEND),
+                                 ("record_resume", _RECORD_RESUME))
+        }  # fmt: skip
 
     @classmethod
     def from_url(cls, url: str, redact: Redactor = _no_redact) -> Store:
@@ -202,7 +418,9 @@ class Store:
     async def close(self) -> None:
         await self.redis.aclose()
 
-    async def _run(self, coro: Any) -> Any:
+    async def _run(self, coro: Awaitable[Any]) -> Any:
+        """Its answer (redis-py types answers `bytes | str`; with `decode_responses` they are `str`,
+        and they are parsed into records right here)."""
         try:
             return await coro
         except ResponseError:
@@ -210,24 +428,28 @@ class Store:
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"Redis unavailable: {exc}") from exc
 
+    async def _script(self, name: str, keys_: Sequence[str], args: Sequence[Any]) -> Any:
+        return await self._run(self._scripts[name](keys=list(keys_), args=list(args)))
+
     # -- batches -------------------------------------------------------------------------
 
-    async def create_batch(self, record: dict[str, Any], jobs: list[tuple[dict[str, Any], str]]) -> None:
-        """Store the batch, its jobs (each with its spec JSON) and its results group at once."""
-        batch_id = record["batch_id"]
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(keys.batch(batch_id), mapping=_strings({**record, "v": keys.RECORD_VERSION}))
-        pipe.expire(keys.batch(batch_id), keys.BATCH_TTL_S)
-        pipe.zadd(keys.batches(), {batch_id: float(record["created_at"])})
-        for position, (job, spec_json) in enumerate(jobs):
-            job_id = job["job_id"]
-            pipe.hset(keys.job(job_id), mapping=_strings({**job, "v": keys.RECORD_VERSION}))
-            pipe.expire(keys.job(job_id), keys.BATCH_TTL_S)
-            pipe.set(keys.job_spec(job_id), spec_json, ex=keys.BATCH_TTL_S)
-            pipe.zadd(keys.batch_jobs(batch_id), {job_id: position})
-        pipe.expire(keys.batch_jobs(batch_id), keys.BATCH_TTL_S)
-        await self._run(pipe.execute())
-        await self.ensure_group(batch_id)
+    async def create_batch(self, batch: BatchRecord, jobs: Sequence[NewJob]) -> None:
+        """Store the batch, its jobs (queued, each dispatched: its message is to be sent next) and
+        their specs, and the batch's results group. Jobs are dispatched in the order given."""
+        job_keys = [key for job in jobs for key in (keys.job(job.job_id), keys.job_spec(job.job_id))]
+        payloads = [
+            json.dumps({"id": job.job_id, "fields": [v for pair in job.stored().items() for v in pair],
+                        "spec": job.spec_json})
+            for job in jobs
+        ]  # fmt: skip
+        await self._script(
+            "create",
+            [keys.batch(batch.batch_id), keys.batches(), keys.batch_jobs(batch.batch_id), keys.dispatched(),
+             *job_keys],
+            [keys.RECORD_VERSION, _flat(batch.stored()), batch.batch_id, batch.created_at, keys.BATCH_TTL_S,
+             *payloads],
+        )  # fmt: skip
+        await self.ensure_group(batch.batch_id)
 
     async def ensure_group(self, batch_id: str) -> None:
         try:
@@ -240,9 +462,17 @@ class Store:
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"Redis unavailable: {exc}") from exc
 
-    async def batch(self, batch_id: str) -> dict[str, str] | None:
-        record = await self._run(self.redis.hgetall(keys.batch(batch_id)))
-        return record or None
+    async def batch(self, batch_id: str) -> BatchRecord | None:
+        raw = await self._run(self.redis.hgetall(keys.batch(batch_id)))
+        return BatchRecord.parse(raw, batch_id) if raw else None
+
+    async def batches(self, batch_ids: Iterable[str]) -> list[BatchRecord]:
+        ids = list(batch_ids)
+        pipe = self.redis.pipeline(transaction=False)
+        for batch_id in ids:
+            pipe.hgetall(keys.batch(batch_id))
+        answers = await self._run(pipe.execute())
+        return [BatchRecord.parse(raw, batch_id) for batch_id, raw in zip(ids, answers, strict=True) if raw]
 
     async def batch_ids(self, limit: int = 50) -> list[str]:
         return list(await self._run(self.redis.zrevrange(keys.batches(), 0, limit - 1)))
@@ -250,81 +480,183 @@ class Store:
     async def job_ids(self, batch_id: str) -> list[str]:
         return list(await self._run(self.redis.zrange(keys.batch_jobs(batch_id), 0, -1)))
 
-    async def jobs(self, job_ids: Iterable[str]) -> list[dict[str, str]]:
+    async def jobs(self, job_ids: Iterable[str], only: Sequence[str] | None = None) -> list[JobRecord]:
+        """The records of these jobs (those that exist); `only`: read just these fields (the others
+        take their defaults)."""
+        ids = list(job_ids)
         pipe = self.redis.pipeline(transaction=False)
-        for job_id in job_ids:
-            pipe.hgetall(keys.job(job_id))
-        return [record for record in await self._run(pipe.execute()) if record]
+        for job_id in ids:
+            if only is None:
+                pipe.hgetall(keys.job(job_id))
+            else:
+                pipe.hmget(keys.job(job_id), ["state", *only])
+        answers = await self._run(pipe.execute())
+        records = []
+        for job_id, answer in zip(ids, answers, strict=True):
+            raw = (
+                answer if only is None else {n: v for n, v in zip(["state", *only], answer, strict=True) if v}
+            )
+            if raw:
+                records.append(JobRecord.parse(raw, job_id))
+        return records
 
-    async def job(self, job_id: str) -> dict[str, str] | None:
-        record = await self._run(self.redis.hgetall(keys.job(job_id)))
-        return record or None
+    async def job(self, job_id: str) -> JobRecord | None:
+        raw = await self._run(self.redis.hgetall(keys.job(job_id)))
+        return JobRecord.parse(raw, job_id) if raw else None
 
-    async def result(self, job_id: str) -> dict[str, Any] | None:
+    async def result(self, job_id: str) -> JobResult | None:
         raw = await self._run(self.redis.get(keys.job_result(job_id)))
-        return json.loads(raw) if raw else None
+        return JobResult.parse(raw) if raw else None
+
+    async def fleet_counts(self, queue: str, budgets: Sequence[str]) -> FleetCounts:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.llen(keys.broker_queue(queue))
+        pipe.zcard(keys.leases())
+        pipe.zcard(keys.dispatched())
+        pipe.hgetall(keys.rate_limit_waits())
+        pipe.hgetall(keys.rate_limit_wait_seconds())
+        queued, leased, dispatched, waits, waited = await self._run(pipe.execute())
+
+        def number(values: Mapping[str, str], name: str) -> float:
+            try:
+                return float(values.get(name) or 0)
+            except ValueError:
+                return 0.0
+
+        return FleetCounts(int(queued), int(leased), int(dispatched), {n: number(waits, n) for n in budgets},
+                           {n: number(waited, n) for n in budgets})  # fmt: skip
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    async def claim(self, job_id: str, worker: str, lease_s: float) -> Claim | str | None:
-        """A new attempt of `job_id` leased for `lease_s`, or the state that refuses it (finished, or
-        `running` under another live lease), or None if the job is unknown."""
-        code, payload = await self._run(
-            self._claim(
-                keys=[keys.job(job_id), keys.job_spec(job_id), keys.leases()],
-                args=[time.time(), worker, keys.BATCH_TTL_S, lease_s, job_id],
-            )
+    async def claim(self, job_id: str, worker: str, lease_s: float) -> ClaimOutcome:
+        """A new attempt of `job_id` leased for `lease_s`, or why not."""
+        code, payload, raw = await self._script(
+            "claim",
+            [keys.job(job_id), keys.job_spec(job_id), keys.leases(), keys.dispatched()],
+            [worker, keys.BATCH_TTL_S, lease_s, job_id],
         )
         if int(code) < 0:
-            return None
+            return Unknown()
         if int(code) == 0:
-            return str(payload)
-        return Claim(attempt=int(code), spec_json=str(payload))
+            return Refused(JobState(payload))
+        record = JobRecord.parse(dict(zip(raw[::2], raw[1::2], strict=True)), job_id)
+        return Claimed(attempt=int(code), spec_json=str(payload), job=record)
 
     async def finish(
-        self, job_id: str, batch_id: str, attempt: int, result: dict[str, Any], fields: dict[str, Any]
+        self, job_id: str, batch_id: str, attempt: int, result: Mapping[str, Any], fields: Mapping[str, Any]
     ) -> bool:
         """Record success and announce it to collectors; False when a newer attempt owns the job."""
         payload = json.dumps({**result, "v": keys.RECORD_VERSION, "attempt": attempt})
-        done = await self._run(
-            self._finish(
-                keys=[keys.job(job_id), keys.job_result(job_id), keys.batch_results(batch_id), keys.leases()],
-                args=[
-                    attempt,
-                    payload,
-                    _flat({**fields, "finished_at": time.time()}),
-                    keys.BATCH_TTL_S,
-                    job_id,
-                ],
-            )
-        )
+        done = await self._script(
+            "finish",
+            [keys.job(job_id), keys.job_result(job_id), keys.batch_results(batch_id), keys.leases(),
+             keys.dispatched(), keys.job_journal(job_id)],
+            [attempt, payload, _flat({**fields, "finished_at": time.time()}), keys.BATCH_TTL_S, job_id],
+        )  # fmt: skip
         return bool(done)
 
-    async def fail(
-        self, job_id: str, attempt: int, *, final: bool, kind: str, message: str, fields: dict[str, Any]
-    ) -> bool:
-        """Record a failed attempt. A retrying job holds no lease while it waits for its countdown
-        and in the queue; the worker that receives its retry leases it again."""
-        state = "failed" if final else "retrying"
-        update = {
+    async def fail(self, job_id: str, attempt: int, *, retry_in_s: float | None, kind: str, message: str,
+                   fields: Mapping[str, Any]) -> bool:  # fmt: skip
+        """Record a failed attempt: retrying in `retry_in_s` (the job is dispatched again: its retry
+        message is to be sent next), or, with None, failed for good. False when a newer attempt owns
+        the job."""
+        update: dict[str, Any] = {
             **fields,
             "error_kind": kind,
             "error_message": self.redact(message),
             "finished_at": time.time(),
+            "retry_in_s": round(retry_in_s, 1) if retry_in_s is not None else "",
         }
         if isinstance(update.get("diagnostics"), list):
             update["diagnostics"] = [self.redact(str(line)) for line in update["diagnostics"]]
-        done = await self._run(
-            self._fail(keys=[keys.job(job_id), keys.leases()], args=[attempt, state, _flat(update), job_id])
+        state = JobState.RETRYING if retry_in_s is not None else JobState.FAILED
+        done = await self._script(
+            "fail",
+            [keys.job(job_id), keys.leases(), keys.dispatched(), keys.job_journal(job_id)],
+            [attempt, str(state), _flat(update), job_id, retry_in_s or 0],
         )
         return bool(done)
 
-    async def mark_collected(self, job_id: str, attempt: int, fields: dict[str, Any]) -> bool:
-        update = {**fields, "collected_at": time.time()}
-        return bool(await self._run(self._collected(keys=[keys.job(job_id)], args=[attempt, _flat(update)])))
+    async def hold(self, job_ids: Sequence[str], lease_s: float) -> None:
+        """This worker holds these jobs: leased for `lease_s` from now (a longer lease is never
+        shortened); a job still `dispatched` is now received."""
+        if job_ids:
+            await self._script(
+                "hold", [keys.leases(), keys.dispatched(), keys.receipts()], [lease_s, keys.job(""), *job_ids]
+            )
 
-    async def request_retry(self, job_id: str) -> bool:
-        return bool(await self._run(self._request_retry(keys=[keys.job(job_id)], args=[time.time()])))
+    async def release(self, job_ids: Sequence[str]) -> None:
+        """Give back jobs held but not started (a worker shutting down): dispatched again, no count."""
+        if job_ids:
+            await self._script("release", [keys.leases(), keys.dispatched()], [keys.job(""), *job_ids])
+
+    async def sweep(self, *, queue: str, grace_s: float, max_requeues: int, max_resends: int) -> Swept:
+        """Put back on their way the jobs whose holder died or whose message was lost (see the module
+        doc); the caller sends their messages. `grace_s`: how long a receipt may lag its delivery."""
+        resend, failed = await self._script(
+            "sweep",
+            [
+                keys.leases(),
+                keys.dispatched(),
+                keys.receipts(),
+                keys.receipt_mark(),
+                keys.broker_queue(queue),
+            ],
+            [SWEEP_BATCH, keys.job(""), max_requeues, max_resends, grace_s, WorkerLost.kind],
+        )
+        return Swept(
+            tuple(Resend(str(j), str(s), float(c), str(w)) for j, s, c, w in resend), tuple(map(str, failed))
+        )
+
+    async def unsent(self, resends: Sequence[Resend]) -> None:
+        """The broker refused these resends: the next sweep takes them again, uncounted."""
+        if resends:
+            args = [value for resend in resends for value in (resend.job_id, resend.why)]
+            await self._script("unsent", [keys.dispatched()], [keys.job(""), *args])
+
+    async def mark_collected(self, job_id: str, attempt: int, fields: Mapping[str, Any]) -> bool:
+        update = {**fields, "collected_at": time.time()}
+        return bool(await self._script("collected", [keys.job(job_id)], [attempt, _flat(update)]))
+
+    async def request_retry(self, job_id: str, *, fresh: bool = False) -> bool:
+        """failed -> queued and dispatched (its message is to be sent next); `fresh`: the next attempt
+        starts from the first round, whatever its journal holds."""
+        return bool(
+            await self._script(
+                "request_retry",
+                [keys.job(job_id), keys.dispatched(), keys.job_journal(job_id)],
+                [job_id, "1" if fresh else "0"],
+            )
+        )
+
+    # -- the writer's journal ------------------------------------------------------------
+
+    async def journal_start(self, job_id: str, attempt: int, fingerprint: str) -> list[dict[str, Any]] | None:
+        """The rounds journaled for this fingerprint (a journal of another one is replaced by an empty
+        one); None when a newer attempt owns the job."""
+        header = json.dumps({"v": keys.RECORD_VERSION, "fingerprint": fingerprint})
+        answer = await self._script(
+            "journal_start", [keys.job(job_id), keys.job_journal(job_id)],
+            [attempt, fingerprint, header, keys.JOURNAL_TTL_S],
+        )  # fmt: skip
+        if answer == 0:
+            return None
+        return [json.loads(entry) for entry in answer]
+
+    async def journal_append(
+        self, job_id: str, attempt: int, fingerprint: str, round_: int, entry: Mapping[str, Any]
+    ) -> str | None:
+        """Append round `round_` (redacted); None when done, else why it was refused."""
+        text = json.dumps(scrub(dict(entry), self.redact), ensure_ascii=False)
+        code = await self._script(
+            "journal_append",
+            [keys.job(job_id), keys.job_journal(job_id)],
+            [attempt, fingerprint, round_, text, keys.JOURNAL_MAX_BYTES, keys.JOURNAL_TTL_S],
+        )
+        return None if int(code) == 1 else JOURNAL_REFUSALS.get(int(code), f"refused ({code})")
+
+    async def record_resume(self, job_id: str, attempt: int, from_round: int, saved_tokens: int) -> None:
+        await self._script("record_resume", [keys.job(job_id)], [attempt, from_round, saved_tokens])
 
     # -- logs ----------------------------------------------------------------------------
 
@@ -333,23 +665,23 @@ class Store:
             return
         pipe = self.redis.pipeline(transaction=False)
         for entry in entries:
-            safe = {name: self.redact(value) for name, value in entry.items()}
-            pipe.xadd(keys.job_log(job_id), safe, maxlen=keys.LOG_MAX_ENTRIES, approximate=True)
+            safe: dict[str | bytes, str] = {name: self.redact(value) for name, value in entry.items()}
+            pipe.xadd(keys.job_log(job_id), safe, maxlen=keys.LOG_MAX_ENTRIES, approximate=True)  # type: ignore[arg-type]  # redis-py's stubs take an invariant dict of every key type
         pipe.expire(keys.job_log(job_id), keys.LOG_TTL_S)
         await self._run(pipe.execute())
 
-    async def read_log(
-        self, job_id: str, after: str = "0", block_ms: int | None = None
-    ) -> list[tuple[str, dict[str, str]]]:
+    async def read_log(self, job_id: str, after: str = "0", block_ms: int | None = None) -> list[LogEntry]:
         answer = await self._run(self.redis.xread({keys.job_log(job_id): after}, count=500, block=block_ms))
-        return [(entry_id, fields) for _, entries in answer or [] for entry_id, fields in entries]
+        return [
+            LogEntry.parse(entry_id, fields) for _, entries in answer or [] for entry_id, fields in entries
+        ]
 
     # -- results stream (collector) -------------------------------------------------------
 
     async def read_results(self, batch_ids: list[str], consumer: str, block_ms: int) -> list[ResultEntry]:
         if not batch_ids:
             return []
-        streams = {keys.batch_results(batch_id): ">" for batch_id in batch_ids}
+        streams: dict[Any, Any] = {keys.batch_results(batch_id): ">" for batch_id in batch_ids}
         answer = await self._run(
             self.redis.xreadgroup(keys.COLLECTOR_GROUP, consumer, streams, count=64, block=block_ms)
         )
@@ -376,12 +708,8 @@ class Store:
         )
 
 
-def _entry(stream: str, entry_id: str, fields: dict[str, str]) -> ResultEntry:
+def _entry(stream: str, entry_id: str, fields: Mapping[str, str]) -> ResultEntry:
     batch_id = stream.removeprefix(keys.batch("")).removesuffix(":results")
     return ResultEntry(
         batch_id=batch_id, entry_id=entry_id, job_id=fields["job_id"], attempt=int(fields["attempt"])
     )
-
-
-def _strings(record: dict[str, Any]) -> dict[str, str]:
-    return {name: value if isinstance(value, str) else json.dumps(value) for name, value in record.items()}

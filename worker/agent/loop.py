@@ -2,7 +2,8 @@
 
 Each turn ends in one of three small outcomes — run tools, final answer, needs repair — matched
 below. Tool failures are data for the model; only infrastructure failures (retryable) and the
-exhaustion of a budget (permanent, named) leave the loop.
+exhaustion of a budget (permanent, named) leave the loop. With a journal, every completed round is
+kept, and a new attempt replays them and goes on from the last one (`worker.agent.journal`).
 """
 
 from __future__ import annotations
@@ -20,9 +21,21 @@ from worker.agent.checks.pipeline import Verification
 from worker.agent.checks.verdict import Checks
 from worker.agent.context import RepoContext
 from worker.agent.events import Event, EventKind, EventSink
+from worker.agent.journal import (
+    Journal,
+    JournalEntry,
+    checks_of,
+    checks_state,
+    fingerprint,
+    usage_of,
+    usage_state,
+    verification_of,
+    verification_state,
+)
 from worker.agent.model import ChatModel
 from worker.agent.output import Validation, check_answer
-from worker.agent.prompt import initial_messages, repair_message
+from worker.agent.prompt import PROMPT_VERSION, initial_messages, repair_message
+from worker.agent.review import ReviewTally
 from worker.agent.stream import AssembledTurn, ToolCall, TurnAssembler, Usage
 from worker.agent.tools import GuardedTools, ToolOutcome
 from worker.agent.upfront import GivenFile
@@ -70,6 +83,10 @@ class WriterResult:
     review_usage: Usage = field(default_factory=Usage)
     """The reviewer's tokens, apart from the writer's `usage`."""
     reviews: int = 0
+    resumed_from: int = 0
+    """The rounds replayed from the journal (0: this attempt started from the first round)."""
+    saved_usage: Usage = field(default_factory=Usage)
+    """The tokens of the replayed rounds (writer's and reviewer's), not spent again."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +125,11 @@ class _Run:
     first_checks: Checks | None = None
     usable: Verification | None = None
     """The last draft that failed only non-blocking checks: written as failing if nothing better comes."""
+    tally: ReviewTally = field(default_factory=ReviewTally)
+    journal: Journal | None = None
+    fingerprint: str = ""
+    resumed_from: int = 0
+    saved_usage: Usage = field(default_factory=Usage)
 
 
 async def write_suite(
@@ -119,16 +141,23 @@ async def write_suite(
     limits: WriterLimits,
     check: SuiteCheck | None = None,
     given: Given | None = None,
+    *,
+    journal: Journal | None = None,
+    tally: ReviewTally | None = None,
 ) -> WriterResult:
     """Run the writer for one spec; raise a `RobotFleetError` when it cannot produce a usable suite.
 
     A suite that parses is then verified by `check`; failed stages' diagnostics feed the same
     bounded repair turns. When the budget runs out, a suite whose failure is blocking (calls that
     resolve nowhere) raises `RepairsExhausted`; any other is returned with its failing checks.
-    The wall-clock budget is enforced by the caller around the whole job.
+    The wall-clock budget is enforced by the caller around the whole job. `tally` counts the
+    reviews `check` asks for (restored with the rest by a replay).
     """
     catalog, files = (given.catalog, given.files) if given is not None else ((), ())
-    run = _Run(spec, model, tools, sink, limits, initial_messages(context, spec, catalog, files), check)
+    messages = initial_messages(context, spec, catalog, files)
+    run = _Run(spec, model, tools, sink, limits, messages, check, tally=tally or ReviewTally())
+    if journal is not None:
+        await _resume(run, journal)
     return await _loop(run)
 
 
@@ -136,13 +165,14 @@ async def _loop(run: _Run) -> WriterResult:
     while run.rounds < run.limits.max_rounds:
         run.rounds += 1
         run.sink.emit(Event(EventKind.ROUND, f"round {run.rounds}", {"round": run.rounds}))
+        started = len(run.messages)
         turn = await _stream_turn(run)
         match _classify(turn):
             case RunTools(calls):
                 await _run_tools(run, turn.text, calls)
-            case FinalAnswer(validation) if run.check is None:
-                return _result(run, validation.text, None)
             case FinalAnswer(validation):
+                if run.check is None:
+                    return _result(run, validation.text, None)
                 verification = await run.check(validation.text)
                 run.first_checks = run.first_checks or verification.checks
                 _emit_checks(run, verification.checks)
@@ -156,6 +186,7 @@ async def _loop(run: _Run) -> WriterResult:
             case NeedsRepair(validation):
                 if (done := _repair_or_stop(run, turn.text, validation)) is not None:
                     return done
+        await _keep(run, started)
     if run.usable is not None:  # the rounds ran out during repairs: the last usable draft stands
         return _result(run, run.usable.text, run.usable.checks)
     raise RoundsExhausted(
@@ -279,7 +310,65 @@ def _result(run: _Run, robot_text: str, checks: Checks | None) -> WriterResult:
         usage=run.usage,
         diagnostics=tuple(run.diagnostics),
         duration_s=time.monotonic() - run.started,
+        resumed_from=run.resumed_from,
+        saved_usage=run.saved_usage,
     )
+
+
+async def _resume(run: _Run, journal: Journal) -> None:
+    """Replay the rounds journaled for this conversation; the loop goes on from the last one."""
+    run.journal = journal
+    run.fingerprint = fingerprint(
+        model=run.model.name, prompt_version=PROMPT_VERSION, spec_sha256=run.spec.sha256,
+        messages=run.messages, tools=run.tools.openai_tools(),
+    )  # fmt: skip
+    last: JournalEntry | None = None
+    for entry in await journal.start(run.fingerprint):
+        if entry.round != run.rounds + 1 or entry.round > run.limits.max_rounds:
+            break  # never past a gap, nor past this attempt's round budget
+        run.messages.extend(entry.messages)
+        run.rounds = entry.round
+        run.sink.emit(Event(EventKind.ROUND, f"round {entry.round} (replayed from the journal)",
+                            {"round": entry.round, "replayed": True}))  # fmt: skip
+        last = entry
+    if last is None:
+        return
+    _restore(run, last.state)
+    run.resumed_from = run.rounds
+    run.saved_usage = run.usage + run.tally.usage
+    saved = run.saved_usage.prompt_tokens + run.saved_usage.completion_tokens
+    run.sink.emit(Event(EventKind.INFO, f"resumed after round {run.rounds}: {saved:,} tokens not spent again",
+                        {"resumed_from": run.rounds, "saved_tokens": saved}))  # fmt: skip
+    run.sink.emit(Event(EventKind.USAGE, "", _usage_dict(run.usage)))
+    await journal.resumed(run.rounds, saved)
+
+
+async def _keep(run: _Run, started: int) -> None:
+    """Journal the round that just completed (its messages from `started` on)."""
+    if run.journal is not None:
+        entry = JournalEntry(run.rounds, tuple(run.messages[started:]), _snapshot(run))
+        await run.journal.append(run.fingerprint, entry)
+
+
+def _snapshot(run: _Run) -> dict[str, Any]:
+    return {
+        "repairs": run.repairs, "usage": usage_state(run.usage), "tool_calls": dict(run.tool_calls),
+        "diagnostics": list(run.diagnostics), "first_checks": checks_state(run.first_checks),
+        "usable": verification_state(run.usable), "degraded": list(run.tools.degraded),
+        "review_usage": usage_state(run.tally.usage), "reviews": run.tally.reviews,
+    }  # fmt: skip
+
+
+def _restore(run: _Run, state: dict[str, Any]) -> None:
+    run.repairs = int(state.get("repairs", 0))
+    run.usage = usage_of(state.get("usage"))
+    run.tool_calls = Counter({str(k): int(v) for k, v in (state.get("tool_calls") or {}).items()})
+    run.diagnostics = [str(line) for line in state.get("diagnostics") or []]
+    run.first_checks = checks_of(state.get("first_checks"))
+    run.usable = verification_of(state.get("usable"))
+    run.tools.degraded.extend(str(call) for call in state.get("degraded") or [])
+    run.tally.usage = usage_of(state.get("review_usage"))
+    run.tally.reviews = int(state.get("reviews", 0))
 
 
 def _call_dict(call: ToolCall) -> dict[str, Any]:

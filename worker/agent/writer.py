@@ -17,8 +17,10 @@ from worker.agent.checks.pipeline import LAYOUT_RULES, SpecFacts, Verifier, Veri
 from worker.agent.checks.robocop import RobocopConfig
 from worker.agent.context import ContextCache, RepoContext
 from worker.agent.events import Event, EventKind, EventSink
+from worker.agent.journal import Journal
 from worker.agent.loop import Given, SuiteCheck, WriterLimits, WriterResult, write_suite
 from worker.agent.model import ChatModel
+from worker.agent.prompt import shown_spec
 from worker.agent.review import Reviewer, ReviewTally
 from worker.agent.tools import GuardedTools, ToolPolicy, Toolset, ToolSpec
 from worker.agent.upfront import upfront_files
@@ -138,9 +140,11 @@ async def generate(
     sink: EventSink,
     runner: SuiteRunner | None = None,
     reviewer_model: ChatModel | None = None,
+    journal: Journal | None = None,
 ) -> WriterResult:
     """Write the suite for `spec`; raise a `RobotFleetError` saying why when it cannot. The reviewer
-    model (None: the writer's) judges suites in a conversation of its own."""
+    model (None: the writer's) judges suites in a conversation of its own. With a `journal`, the
+    rounds a previous attempt completed are replayed instead of being asked again."""
     limits = config.limits
     try:
         async with asyncio.timeout(limits.timeout_s) as deadline:
@@ -158,11 +162,12 @@ async def generate(
             tally = ReviewTally()
             reviewer = None
             if config.review:
-                reviewer = Reviewer(reviewer_model or model, context.convention, dict(spec.data), sink, tally,
+                reviewer = Reviewer(reviewer_model or model, context.convention, shown_spec(spec), sink, tally,
                                     config.review_mode)  # fmt: skip
             check = build_verifier(spec, config, context, tools, cache, runner, reviewer)
             given = await _given(spec, context, tools, cache, sink)
-            result = await write_suite(spec, context, model, tools, sink, limits, check, given)
+            result = await write_suite(spec, context, model, tools, sink, limits, check, given,
+                                       journal=journal, tally=tally)  # fmt: skip
             return replace(result, review_usage=tally.usage, reviews=tally.reviews)
     except TimeoutError as exc:
         if not deadline.expired():

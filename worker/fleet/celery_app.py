@@ -6,8 +6,11 @@ Settings are read once, here, when the worker starts; see `worker.adapters.celer
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from typing import TYPE_CHECKING, Any
 
+from celery import Task
 from celery.signals import (
     after_setup_logger,
     after_setup_task_logger,
@@ -16,20 +19,21 @@ from celery.signals import (
     worker_ready,
     worker_shutdown,
 )
-from redis.exceptions import RedisError
 
 from worker.adapters.celery_config import TASK_NAME, create_app
-from worker.redact import RedactingFilter, redacting_task_class
+from worker.adapters.store import Store
+from worker.failpoints import failpoint
+from worker.redact import RedactingFilter, redacting_task_class, redactor_for
 from worker.settings import Settings
 
 if TYPE_CHECKING:
-    from worker.fleet.leases import LeaseSweeper
+    from worker.fleet.leases import LeaseKeeper
 
 __all__ = ["TASK_NAME", "app", "settings"]
 
 settings = Settings()
-app = create_app(settings)
-app.Task = redacting_task_class(app.Task, settings)  # no secret in what Celery stores, shows or logs
+# no secret in what Celery stores, shows or logs
+app = create_app(settings, task_cls=redacting_task_class(Task, settings))
 
 
 QUIET_LOGGERS = ("httpx", "httpx2", "mcp.client.streamable_http")
@@ -54,33 +58,43 @@ def _close_runtime(**_: object) -> None:
     close_runtime()
 
 
-_sweeper: LeaseSweeper | None = None
+_keeper: LeaseKeeper | None = None
+_waiting: dict[str, float] = {}
+"""Jobs this process received with a countdown (Celery keeps them aside until due), by due time."""
+_waiting_lock = threading.Lock()
 
 
 @worker_ready.connect
-def _start_lease_sweeper(**_: object) -> None:
-    """In the worker's main process: resend the jobs of worker processes that died."""
-    global _sweeper
-    from worker.fleet.leases import LeaseSweeper
+def _start_lease_keeper(**_: object) -> None:
+    """In the worker's main process: hold the jobs this worker holds; resend the fleet's lost ones."""
+    global _keeper
+    from worker.fleet.leases import LeaseKeeper
 
-    _sweeper = LeaseSweeper(app, settings.redis_url, settings.worker_lease_s, held=_held_jobs)
-    _sweeper.start()
+    _keeper = LeaseKeeper(app, lambda: Store.from_url(settings.redis_url, redactor_for(settings)),
+                          settings.worker_lease_s, held=_held_jobs)  # fmt: skip
+    _keeper.start()
 
 
 @task_received.connect
 def _lease_on_receipt(request: Any, **_: object) -> None:
-    """Lease a job the moment this worker receives it, before it waits for a slot."""
-    # a retry waiting for its countdown (eta) is leased when it becomes due and is held for real
+    """Lease a job the moment this worker receives it, before it waits for a slot or a countdown."""
+    failpoint("worker.received")
     # `type` is the task run; `name` is the job's shown name (`celery_config.shown_name`)
-    if _sweeper is not None and request.type == TASK_NAME and request.args and not request.eta:
-        try:
-            _sweeper.renew([str(request.args[0])])
-        except (RedisError, OSError) as exc:  # the periodic renewal will lease it
-            logging.getLogger(__name__).warning("could not lease job %s: %s", request.args[0], exc)
+    if _keeper is None or request.type != TASK_NAME or not request.args:
+        return
+    job_id = str(request.args[0])
+    if request.eta is not None:
+        with _waiting_lock:
+            _waiting[job_id] = request.eta.timestamp()
+    try:
+        _keeper.hold([job_id])
+    except Exception as exc:  # the periodic renewal leases it within a quarter lease
+        logging.getLogger(__name__).warning("could not lease job %s: %s", job_id, exc)
 
 
 def _held_jobs() -> list[str]:
-    """Job ids of the tasks this worker has received and not finished (both pools)."""
+    """Job ids of the tasks this worker has received and not finished (both pools), and of those
+    waiting for their countdown (Celery lists them only once due)."""
     from celery.worker import state
 
     for _ in range(5):  # a WeakSet the consumer and pool threads change: copy it, again if it moved
@@ -90,11 +104,19 @@ def _held_jobs() -> list[str]:
         except RuntimeError:
             continue
     else:
-        return []
-    return [str(request.args[0]) for request in requests if request.type == TASK_NAME and request.args]
+        requests = []
+    held = {str(request.args[0]) for request in requests if request.type == TASK_NAME and request.args}
+    now = time.time()
+    with _waiting_lock:
+        for job_id, due in list(_waiting.items()):
+            if due + settings.worker_lease_s < now:  # due a lease ago: reserved (or done) by now
+                del _waiting[job_id]
+        held |= set(_waiting)
+    return sorted(held)
 
 
 @worker_shutdown.connect
-def _stop_lease_sweeper(**_: object) -> None:
-    if _sweeper is not None:
-        _sweeper.stop()
+def _stop_lease_keeper(**_: object) -> None:
+    """Give back what this worker received but never started, then stop renewing."""
+    if _keeper is not None:
+        _keeper.stop(release=_held_jobs())

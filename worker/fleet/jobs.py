@@ -2,62 +2,75 @@
 
 Only the attempt that claimed the job may record its result (the store's scripts check it), so an
 attempt overtaken by `retry` or by the lease sweep can run but cannot write; a duplicate delivery of
-a finished job, or of one running under a live lease, is dropped at the claim.
+a finished job, or of one running under a live lease, is dropped at the claim. Whether a failed
+attempt is retried is the retry policy's answer (`worker.fleet.retry`).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from worker.adapters.store import Claim, Store
-from worker.agent.checks.execute import SuiteRunner
+from worker.adapters.journal import RedisJournal
+from worker.adapters.services import Services
+from worker.adapters.store import Store
 from worker.agent.checks.verdict import verdict_of
-from worker.agent.context import ContextCache
 from worker.agent.loop import WriterResult
-from worker.agent.model import ChatModel
-from worker.agent.tools import Toolset, ToolSpec
-from worker.agent.writer import WriterConfig, generate
 from worker.errors import InternalError, RetryableError, RobotFleetError
 from worker.fleet.logsink import Progress, RedisLogSink
+from worker.fleet.retry import POLICY, GiveUp, RetryIn, RetryPolicy
+from worker.records import Claimed, JobRecord, Refused, Unknown
 from worker.spec import parse_spec
 
 logger = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 12
-"""However an attempt came (Celery retry, lease sweep, duplicate), a job that has been tried this
-often fails at its next retryable error instead of being retried again."""
 
+@dataclass(frozen=True)
+class Finished:
+    """The attempt ended with a suite; `written` is False when a newer attempt owned the job."""
 
-@dataclass
-class Services:
-    """What every job of a worker process shares."""
-
-    model: ChatModel
-    toolset: Toolset
-    listing: list[ToolSpec]
-    cache: ContextCache
-    config: WriterConfig
-    spec_max_bytes: int
-    runner: SuiteRunner | None = None
-    reviewer: ChatModel | None = None
+    job_id: str
+    attempt: int
+    written: bool
 
 
 @dataclass(frozen=True)
-class JobOutcome:
+class WillRetry:
+    """The attempt failed and the job is dispatched again: send its retry after `countdown` s."""
+
+    job_id: str
+    attempt: int
+    error: RetryableError
+    countdown: float
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """No attempt: a duplicate delivery (the job is `state`), or an unknown job."""
+
     job_id: str
     state: str
-    attempt: int = 0
-    detail: str = ""
-    retry: RetryableError | None = None
-    """Set when the attempt failed and will be retried: the error, to hand to Celery's retry."""
-    countdown: float = 0.0
-    """Seconds before the retry, honouring the error's Retry-After."""
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "state": self.state, "attempt": self.attempt, "detail": self.detail}
+
+JobOutcome = Finished | WillRetry | Dropped
+
+
+def outcome_dict(outcome: JobOutcome) -> dict[str, Any]:
+    """What the Celery task returns (Flower shows it)."""
+    match outcome:
+        case Finished(job_id, attempt, written):
+            return {"job_id": job_id, "state": "succeeded" if written else "superseded", "attempt": attempt}
+        case WillRetry(job_id, attempt, error, _):
+            return {"job_id": job_id, "state": "retrying", "attempt": attempt, "detail": error.kind}
+        case Dropped(job_id, state):
+            return {
+                "job_id": job_id,
+                "state": "duplicate" if state != "unknown" else "unknown",
+                "detail": state,
+            }
 
 
 async def execute_job(
@@ -66,70 +79,71 @@ async def execute_job(
     job_id: str,
     *,
     worker_name: str,
-    last_try: bool,
     progress: Progress,
     lease_s: float,
-    countdown: Callable[[RetryableError], float],
+    policy: RetryPolicy = POLICY,
 ) -> JobOutcome:
-    """Run one attempt and record its outcome. A retryable failure (not on the last try) returns an
-    outcome carrying the error and its `countdown`; a final failure raises the job's error.
-
-    The job is claimed first, so a failure while connecting the process's shared services (the
-    MCP server down at start-up) is recorded against the attempt like any other."""
-    claim = await store.claim(job_id, worker_name, lease_s)
-    if claim is None:
-        logger.warning("job %s: unknown job, message dropped", job_id)
-        return JobOutcome(job_id, "unknown")
-    if not isinstance(claim, Claim):
-        logger.info("job %s: already %s, duplicate delivery ignored", job_id, claim)
-        return JobOutcome(job_id, "duplicate", detail=claim)
-    record = await store.job(job_id) or {}
-    logger.info("job %s: attempt %d started", job_id, claim.attempt)
+    """Run one attempt and record its outcome; a failure the policy gives up on raises the job's
+    error (after it is recorded). The job is claimed first, so a failure while connecting the
+    process's shared services (the MCP server down at start-up) is recorded against the attempt."""
+    match await store.claim(job_id, worker_name, lease_s):
+        case Unknown():
+            logger.warning("job %s: unknown job, message dropped", job_id)
+            return Dropped(job_id, "unknown")
+        case Refused(state):
+            logger.info("job %s: already %s, duplicate delivery ignored", job_id, state)
+            return Dropped(job_id, str(state))
+        case Claimed() as claim:
+            logger.info("job %s: attempt %d started", job_id, claim.attempt)
     try:
-        async with RedisLogSink(store, job_id, claim.attempt, progress) as sink:
-            services = await get_services()
-            # the producer checked the file against the limit; its stored re-serialisation may be a
-            # little longer (spaces after separators), so the worker only guards against abuse
-            spec = parse_spec(
-                claim.spec_json.encode(),
-                source=record.get("source", job_id),
-                max_bytes=2 * services.spec_max_bytes,
-            )
-            result = await generate(
-                spec,
-                services.config,
-                model=services.model,
-                toolset=services.toolset,
-                listing=services.listing,
-                cache=services.cache,
-                sink=sink,
-                runner=services.runner,
-                reviewer_model=services.reviewer,
-            )
+        result = await _attempt(store, get_services, claim, progress)
     except Exception as exc:
-        error = exc if isinstance(exc, RobotFleetError) else InternalError(f"{type(exc).__name__}: {exc}")
-        if error is not exc:  # a bug, not a condition: record it (never leave the job `running`)
-            logger.exception("job %s: attempt %d crashed", job_id, claim.attempt)
-        final = last_try or claim.attempt >= MAX_ATTEMPTS or not isinstance(error, RetryableError)
-        retry = None if final else error
-        wait = countdown(retry) if isinstance(retry, RetryableError) else 0.0
-        fields = _failure_fields(error) | ({"retry_in_s": round(wait, 1)} if retry else {})
-        recorded = await store.fail(
-            job_id, claim.attempt, final=final, kind=error.kind, message=error.message, fields=fields
-        )
-        if final or not recorded:  # not recorded: a newer attempt owns the job, it retries on its own
-            logger.info("job %s: attempt %d failed (%s)", job_id, claim.attempt, error.kind)
-            if error is exc:
-                raise
-            raise error from exc
-        logger.info("job %s: attempt %d will retry in %.1fs (%s)", job_id, claim.attempt, wait, error.kind)
-        return JobOutcome(job_id, "retrying", claim.attempt, error.kind, retry=retry, countdown=wait)
-    written = await store.finish(
-        job_id, record["batch_id"], claim.attempt, _result_payload(result), _fields(result)
-    )
-    state = "succeeded" if written else "superseded"
-    logger.info("job %s: attempt %d %s", job_id, claim.attempt, state)
-    return JobOutcome(job_id, state, claim.attempt)
+        return await _record_failure(store, claim, exc, policy)
+    written = await store.finish(job_id, claim.job.batch_id, claim.attempt, _result_payload(result),
+                                 _fields(result))  # fmt: skip
+    logger.info("job %s: attempt %d %s", job_id, claim.attempt, "succeeded" if written else "superseded")
+    return Finished(job_id, claim.attempt, written)
+
+
+async def _attempt(
+    store: Store, get_services: Callable[[], Awaitable[Services]], claim: Claimed, progress: Progress
+) -> WriterResult:
+    job = claim.job
+    async with RedisLogSink(store, job.job_id, claim.attempt, progress) as sink:
+        services = await get_services()
+        # the producer checked the file against the limit; its stored re-serialisation may be a
+        # little longer (spaces after separators), so the worker only guards against abuse
+        spec = parse_spec(claim.spec_json.encode(), source=job.source or job.job_id,
+                          max_bytes=2 * services.spec_max_bytes)  # fmt: skip
+        journal = RedisJournal(store, job.job_id, claim.attempt) if services.journal else None
+        return await services.write(spec, sink, journal)
+
+
+async def _record_failure(store: Store, claim: Claimed, exc: Exception, policy: RetryPolicy) -> WillRetry:
+    """Record the failed attempt, retrying or failed as the policy answers; raise when failed."""
+    job_id, attempt = claim.job.job_id, claim.attempt
+    error = exc if isinstance(exc, RobotFleetError) else InternalError(f"{type(exc).__name__}: {exc}")
+    if error is not exc:  # a bug, not a condition: record it (never leave the job `running`)
+        logger.exception("job %s: attempt %d crashed", job_id, attempt)
+    decision = policy.decide(error, attempt=attempt, retries=claim.job.retries, age_s=_age(claim.job))
+    countdown = decision.countdown if isinstance(decision, RetryIn) else None
+    recorded = await store.fail(job_id, attempt, retry_in_s=countdown, kind=error.kind, message=error.message,
+                                fields={"diagnostics": error.diagnostics[-20:]})  # fmt: skip
+    match decision:
+        case RetryIn(countdown) if recorded and isinstance(error, RetryableError):
+            logger.info("job %s: attempt %d will retry in %.1fs (%s)", job_id, attempt, countdown, error.kind)
+            return WillRetry(job_id, attempt, error, countdown)
+        case GiveUp(why):
+            logger.info("job %s: attempt %d failed (%s; %s)", job_id, attempt, error.kind, why)
+        case _:  # not recorded: a newer attempt owns the job and retries on its own
+            logger.info("job %s: attempt %d failed (%s), superseded", job_id, attempt, error.kind)
+    if error is exc:
+        raise exc
+    raise error from exc
+
+
+def _age(job: JobRecord) -> float:
+    return max(0.0, time.time() - job.first_started_at) if job.first_started_at else 0.0
 
 
 FIGURES = ("calls", "calls_resolved", "calls_unverified", "reuse_share", "calls_by_source", "placeholders",
@@ -141,6 +155,7 @@ def _fields(result: WriterResult) -> dict[str, Any]:
     checks = result.checks
     figures = checks.figures() if checks is not None else {}
     first = result.first_checks.figures() if result.first_checks is not None else {}
+    saved = result.saved_usage
     return {
         "verdict": str(verdict_of(checks)),
         "stages": checks.outcomes() if checks is not None else {},
@@ -157,6 +172,8 @@ def _fields(result: WriterResult) -> dict[str, Any]:
         "completion_tokens": result.usage.completion_tokens,
         "cached_tokens": result.usage.cached_tokens,
         "duration_s": round(result.duration_s, 3),
+        "resumed_from_round": result.resumed_from,
+        "resume_saved_tokens": saved.prompt_tokens + saved.completion_tokens,
     }
 
 
@@ -187,7 +204,3 @@ def _result_payload(result: WriterResult) -> dict[str, Any]:
         "tool_calls": result.tool_calls,
         **_fields(result),
     }
-
-
-def _failure_fields(exc: RobotFleetError) -> dict[str, Any]:
-    return {"diagnostics": exc.diagnostics[-20:]}

@@ -14,16 +14,11 @@ import os
 import socket
 import threading
 from collections.abc import Coroutine
+from contextlib import AsyncExitStack
 from typing import Any, TypeVar
 
-from worker.adapters.llm import build_client, writer_and_reviewer
-from worker.adapters.mcp_tools import McpSession
-from worker.adapters.ratelimit import FleetLimiter
+from worker.adapters.services import Services, open_services
 from worker.adapters.store import Store
-from worker.agent.checks.execute import SuiteRunner
-from worker.agent.context import ContextCache
-from worker.agent.writer import WriterConfig
-from worker.fleet.jobs import Services
 from worker.redact import redactor_for
 from worker.settings import Settings
 
@@ -41,9 +36,7 @@ class ProcessRuntime:
         self._services: Services | None = None
         self._store: Store | None = None
         self._services_lock: asyncio.Lock | None = None
-        self._session: McpSession | None = None
-        self._listed_at_connect = -1
-        self._limiter: FleetLimiter | None = None
+        self._stack = AsyncExitStack()
 
     @property
     def worker_name(self) -> str:
@@ -60,47 +53,19 @@ class ProcessRuntime:
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     async def services(self) -> Services:
-        """The shared services, built on first use; the tool listing is refreshed after a reconnect."""
+        """The shared services, opened on first use and kept open until the process ends."""
         if self._services_lock is None:
             self._services_lock = asyncio.Lock()
         async with self._services_lock:
             if self._services is None:
-                self._services = await self._build()
-            assert self._session is not None
-            if self._session.listing_epoch != self._listed_at_connect:  # reconnected, or list_changed
-                self._services.listing = await self._session.list_tools()
-                self._listed_at_connect = self._session.listing_epoch
+                self._services = await self._stack.enter_async_context(open_services(self._settings))
             return self._services
-
-    async def _build(self) -> Services:
-        settings = self._settings
-        config = WriterConfig.from_settings(settings)
-        limiter = self._limiter = FleetLimiter.from_settings(settings)  # None: no fleet-wide limit set
-        hooks = limiter.mcp_hooks() if limiter is not None else []
-        session = McpSession(settings.gitlab_mcp_url, settings.mcp_headers(), request_hooks=hooks)
-        await session.__aenter__()
-        self._session = session
-        client = build_client(settings, limiter)
-        writer, reviewer = writer_and_reviewer(settings, client)
-        return Services(
-            model=writer,
-            reviewer=reviewer,
-            toolset=session,
-            listing=[],
-            cache=ContextCache(),
-            config=config,
-            spec_max_bytes=settings.spec_max_bytes,
-            runner=SuiteRunner(config.run) if config.checks.execute else None,
-        )
 
     def close(self) -> None:
         async def shutdown() -> None:
-            if self._session is not None:
-                await self._session.__aexit__(None, None, None)
+            await self._stack.aclose()
             if self._store is not None:
                 await self._store.close()
-            if self._limiter is not None:
-                await self._limiter.aclose()
 
         try:
             self.submit(shutdown()).result(timeout=10)
