@@ -24,14 +24,14 @@ def _ratio(a: float, b: float) -> float:
 
 def job_tokens(jobs: list[dict[str, str]]) -> dict[str, float]:
     """Per spec: prompt (all, uncached, cached), completion, billed-equivalent, rounds; writer and
-    reviewer together (the reviewer's cached tokens are not split out by the job record)."""
+    reviewer together."""
     n = len(jobs) or 1
 
     def total(*names: str) -> int:
         return sum(int(job.get(name) or 0) for job in jobs for name in names)
 
     prompt = total("prompt_tokens", "review_prompt_tokens")
-    cached = total("cached_tokens")
+    cached = total("cached_tokens", "review_cached_tokens")
     completion = total("completion_tokens", "review_completion_tokens")
     return {
         "prompt_per_spec": round(prompt / n, 1),

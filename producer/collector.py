@@ -30,7 +30,8 @@ logger = logging.getLogger(__name__)
 MANIFEST_FIGURES = ("calls", "calls_resolved", "calls_unverified", "calls_by_source", "reuse_share",
                     "placeholders", "rule_violations", "tests_run", "tests_passed", "tests_failed",
                     "criteria_covered", "criteria_total", "criteria_derived", "review_violations_found",
-                    "review_violations_fixed", "review_prompt_tokens", "review_completion_tokens")  # fmt: skip
+                    "review_violations_fixed", "review_prompt_tokens", "review_completion_tokens",
+                    "review_cached_tokens", "cached_tokens")  # fmt: skip
 RECLAIM_IDLE_MS = 30_000
 RECLAIM_EVERY_S = 5.0
 NEW_SUFFIX = ".new"

@@ -166,7 +166,7 @@ async def status(settings: Settings, batch_id: str | None, as_json: bool, consol
                 view = await load_view(store, bid)
                 rows.append(
                     {"batch_id": bid, "jobs": len(view.jobs), **{str(k): n for k, n in view.counts.items()},
-                     **dict(view.verdicts), "tokens": view.tokens}
+                     **dict(view.verdicts), "tokens": view.tokens, "cached": view.cached}
                 )  # fmt: skip
             _print_rows(console, rows, as_json, "batches")
             return 0
@@ -200,7 +200,7 @@ async def status(settings: Settings, batch_id: str | None, as_json: bool, consol
         await store.close()
 
 
-BATCH_COLUMNS = ("jobs", "verified", "failing", "unverified", "failed", "active", "tokens")
+BATCH_COLUMNS = ("jobs", "verified", "failing", "unverified", "failed", "active", "tokens", "cached")
 
 
 def _print_rows(console: Console, rows: list[dict[str, Any]], as_json: bool, title: str) -> None:
@@ -216,8 +216,17 @@ def _print_rows(console: Console, rows: list[dict[str, Any]], as_json: bool, tit
     for row in rows:
         counts = {**row, "unverified": int(row.get("unverified", 0)) + int(row.get("unreviewed", 0)),
                   "active": sum(int(row.get(state, 0)) for state in ("running", "queued", "retrying"))}  # fmt: skip
-        table.add_row(str(row["batch_id"]), *(f"{counts.get(column, 0):,}" for column in BATCH_COLUMNS))
+        table.add_row(
+            str(row["batch_id"]), *(_count(column, counts.get(column, 0)) for column in BATCH_COLUMNS)
+        )
     console.print(table)
+
+
+def _count(column: str, value: int) -> str:
+    """Token counts in k or M (a sprint spends millions), the other columns as they are."""
+    if column not in ("tokens", "cached") or value < 10_000:
+        return f"{value:,}"
+    return f"{value / 1_000_000:.1f}M" if value >= 1_000_000 else f"{value / 1000:.0f}k"
 
 
 async def logs(settings: Settings, job_id: str, follow: bool, console: Console) -> int:

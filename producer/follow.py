@@ -36,7 +36,12 @@ class BatchView:
 
     @property
     def tokens(self) -> int:
-        return sum(job.tokens for job in self.jobs)
+        """The writer's and the reviewer's tokens."""
+        return sum(job.tokens + job.review_tokens for job in self.jobs)
+
+    @property
+    def cached(self) -> int:
+        return sum(job.cached_tokens for job in self.jobs)
 
     @property
     def finished(self) -> bool:
@@ -188,11 +193,12 @@ def rounds_cell(job: JobRecord) -> str:
 
 
 def tokens_cell(job: JobRecord, *, short: bool = False) -> str:
-    """The writer's tokens, and the reviewer's beside them (`short`: in thousands)."""
+    """The writer's tokens, the reviewer's beside them, and (wide) how many the provider had cached."""
     if not job.tokens:
         return ""
     shown = (lambda n: f"{n / 1000:.0f}k") if short else (lambda n: f"{n:,}")
-    return shown(job.tokens) + (f" +{shown(job.review_tokens)} review" if job.review_tokens else "")
+    cell = shown(job.tokens) + (f" +{shown(job.review_tokens)} review" if job.review_tokens else "")
+    return cell if short or not job.cached_tokens else f"{cell} ({shown(job.cached_tokens)} cached)"
 
 
 def verdict_cell(job: JobRecord) -> str:

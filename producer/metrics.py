@@ -55,7 +55,7 @@ VERDICTS = ("verified", "failing", "unverified", "unreviewed")
 BUDGETS = (LLM_REQUESTS, LLM_TOKENS, MCP_REQUESTS)
 TOKENS = {("writer", "prompt"): "prompt_tokens", ("writer", "cached"): "cached_tokens",
           ("writer", "completion"): "completion_tokens", ("reviewer", "prompt"): "review_prompt_tokens",
-          ("reviewer", "completion"): "review_completion_tokens"}  # fmt: skip
+          ("reviewer", "cached"): "review_cached_tokens", ("reviewer", "completion"): "review_completion_tokens"}  # fmt: skip
 """(role, kind) -> job field. Cached tokens are the part of the prompt the provider served from its
 cache (counted in `prompt` too, as providers report them)."""
 JOB_FIELDS = ("verdict", "rounds", "tool_calls", "duration_s", *TOKENS.values())

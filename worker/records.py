@@ -82,7 +82,7 @@ JSON_FIELDS = ("stages", "checks", "calls_by_source", "diagnostics", "attempt", 
                "calls_unverified", "reuse_share", "placeholders", "rule_violations", "tests_run",
                "tests_passed", "tests_failed", "tests_skipped", "duration_s", "first_draft_placeholders",
                "criteria_covered", "criteria_total", "criteria_derived", "review_violations_found",
-               "review_violations_fixed", "review_prompt_tokens", "review_completion_tokens", "reviews",
+               "review_violations_fixed", "review_prompt_tokens", "review_completion_tokens", "review_cached_tokens", "reviews",
                "degraded", "retries", "requeued", "resent", "resumed_from_round", "resume_saved_tokens")  # fmt: skip
 """Job fields stored as JSON text (lists, objects, numbers): `JobRecord.shown` gives them decoded."""
 
@@ -188,6 +188,11 @@ class JobRecord:
     @property
     def review_tokens(self) -> int:
         return self.review_prompt_tokens + self.review_completion_tokens
+
+    @property
+    def cached_tokens(self) -> int:
+        """Prompt tokens, the writer's and the reviewer's, the provider served from its cache."""
+        return _int(self.fields, "cached_tokens") + _int(self.fields, "review_cached_tokens")
 
     @property
     def shown_verdict(self) -> str:

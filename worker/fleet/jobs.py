@@ -184,6 +184,7 @@ def _review_fields(result: WriterResult) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "review_prompt_tokens": result.review_usage.prompt_tokens,
         "review_completion_tokens": result.review_usage.completion_tokens,
+        "review_cached_tokens": result.review_usage.cached_tokens,
         "reviews": result.reviews,
     }
     if "criteria_total" in final:
