@@ -7,6 +7,7 @@ becomes `ModelUnavailable` (retryable: the Celery task retries the job later) or
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import httpx2
 import openai
 
+from worker.agent.prompt import PROMPT_VERSION
 from worker.errors import ModelRequestRejected, ModelUnavailable, retry_after_seconds
 from worker.settings import Settings
 
@@ -40,14 +42,25 @@ def build_client(settings: Settings, limiter: FleetLimiter | None = None) -> ope
     )
 
 
+def prompt_cache_key(settings: Settings, role: str) -> str:
+    """One key per (project, ref, prompt version, role): a provider routes the requests of every job
+    of a batch to the same cache, where their identical prefix is already warm."""
+    basis = f"{settings.gitlab_project_id}|{settings.gitlab_ref or ''}|{PROMPT_VERSION}|{role}"
+    return f"rfleet-{role}-{hashlib.sha256(basis.encode()).hexdigest()[:16]}"
+
+
 def writer_and_reviewer(
     settings: Settings, client: openai.AsyncOpenAI
 ) -> tuple[OpenAIChatModel, OpenAIChatModel]:
     """The writer's model and the reviewer's, on one client (the reviewer: its own model name,
-    when set, and its own temperature, 0 by default)."""
-    writer = OpenAIChatModel(client, settings.openai_model_writer, settings.writer_temperature)
+    when set, and its own temperature, 0 by default), each with its prompt cache key."""
+    keyed = settings.openai_prompt_cache_key
+    writer = OpenAIChatModel(client, settings.openai_model_writer, settings.writer_temperature,
+                             prompt_cache_key(settings, "writer") if keyed else None)  # fmt: skip
     reviewer_name = settings.openai_model_reviewer or settings.openai_model_writer
-    return writer, OpenAIChatModel(client, reviewer_name, settings.reviewer_temperature)
+    reviewer = OpenAIChatModel(client, reviewer_name, settings.reviewer_temperature,
+                               prompt_cache_key(settings, "reviewer") if keyed else None)  # fmt: skip
+    return writer, reviewer
 
 
 _NO_CACHE_KEY: set[str] = set()
