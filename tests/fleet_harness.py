@@ -31,17 +31,17 @@ class Fleet:
         self.children: list[Child] = []
 
     def cli(
-        self, *args: str, timeout: float = 180, cwd: Path | None = None
+        self, *args: str, timeout: float = 180, cwd: Path | None = None, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "producer.cli", *args],
-            env={**os.environ, **self.env, "COLUMNS": "220"},
+            env={**os.environ, **self.env, "COLUMNS": "220", **(env or {})},
             capture_output=True, text=True, timeout=timeout, cwd=cwd,
         )  # fmt: skip
 
-    def start(self, name: str, *args: str) -> Child:
+    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> Child:
         child = start_child(
-            name, robot_fleet_command(*args), self.log_dir, env={**self.env, "COLUMNS": "220"}
+            name, robot_fleet_command(*args), self.log_dir, env={**self.env, "COLUMNS": "220", **(env or {})}
         )
         self.children.append(child)
         return child
@@ -51,9 +51,11 @@ class Fleet:
             child.stop()
         self.redis.close()
 
-    def start_worker(self, name: str, *args: str, ready_timeout: float = 30) -> Child:
+    def start_worker(
+        self, name: str, *args: str, ready_timeout: float = 30, env: dict[str, str] | None = None
+    ) -> Child:
         """A `robot-fleet worker` child, returned once it logged that it is ready."""
-        worker = self.start(name, "worker", *args, "--without-mingle", "--without-gossip")
+        worker = self.start(name, "worker", *args, "--without-mingle", "--without-gossip", env=env)
         deadline = time.monotonic() + ready_timeout
         while "ready" not in worker.log_text():
             assert worker.alive() and time.monotonic() < deadline, worker.log_text()[-3000:]

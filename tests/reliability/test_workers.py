@@ -121,3 +121,50 @@ def test_a_task_delivered_twice_yields_one_result_and_one_file(
     fleet.assert_written_once(batch_id, out, 2)
     report(10, "one task delivered twice: by Redis (visibility timeout 1 s < job) and again after it finished",
            jobs=2, deliveries_dropped=dropped_running + 1, attempts_per_job=1, results=2, files=2)  # fmt: skip
+
+
+def test_a_worker_killed_between_delivery_and_receipt_costs_its_job_two_leases_at_most(
+    make_fleet: Callable[..., Fleet], tmp_path: Path, report: Callable[..., None]
+) -> None:
+    # the failpoint kills the worker the moment Celery hands it the message, before it says so: the
+    # message sits in Redis's unacked set until the visibility timeout (50 min by default)
+    fleet = make_fleet(13, "")
+    dying = fleet.start_worker("worker-dying", "--pool", "threads", "--concurrency", "1",
+                               env={"ROBOT_FLEET_FAILPOINT": "worker.received"})  # fmt: skip
+    specs = spec_dir(tmp_path, SPECS[:3])
+    done = fleet.cli("enqueue", str(specs), "--batch", "t-receipt", "--output-dir", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    batch_id = done.stdout.strip().splitlines()[-1]
+    assert dying.process.wait(timeout=30) != 0, "the worker died at its first receipt"
+    killed_at = time.time()
+    fleet.start_worker("worker-b", "--pool", "threads", "--concurrency", "4")
+    jobs = fleet.wait_states(batch_id, {"succeeded"}, timeout=60)
+    [lost] = [job for job in jobs if job.get("resent") == "1"]
+    assert all(job.get("requeued", "0") == "0" for job in jobs), "the dead worker never leased it"
+    waited_s = float(lost["finished_at"]) - killed_at - float(lost["duration_s"])
+    assert waited_s <= 2 * LEASE_S, f"{lost['spec_id']} waited {waited_s:.1f}s to run again"
+    assert all(job["attempt"] == "1" for job in jobs)
+    report(11, "worker SIGKILLed between taking a job's message and receiving it (before its lease)",
+           jobs=3, lost_in_delivery=1, resent=1, job_waited_s=round(waited_s, 1), lease_s=LEASE_S)  # fmt: skip
+
+
+def test_a_broker_failure_between_recording_a_batch_and_sending_it_loses_no_job(
+    make_fleet: Callable[..., Fleet], tmp_path: Path, report: Callable[..., None]
+) -> None:
+    fleet = make_fleet(14, "")
+    fleet.start_worker("worker-a", "--pool", "threads", "--concurrency", "4")
+    out = tmp_path / "out"
+    specs = spec_dir(tmp_path, SPECS[:4])
+    started = time.monotonic()
+    # every message this `run` sends is refused by the broker, after the batch is recorded
+    done = fleet.cli("run", str(specs), "--batch", "t-broker", "--output-dir", str(out), timeout=120,
+                     env={"ROBOT_FLEET_FAILPOINT": "broker.send:raise"})  # fmt: skip
+    took_s = time.monotonic() - started
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "the broker refused 4 of their messages" in " ".join(done.stdout.split())
+    jobs = fleet.assert_written_once(fleet.batch_of(done.stdout), out, 4)
+    assert [job.get("resent") for job in jobs] == ["1"] * 4, "each sent by a worker's sweep, once"
+    assert took_s <= 2 * LEASE_S + 15, took_s
+    report(12, "broker refuses every message of a batch after it was recorded (enqueue's sends fail)",
+           jobs=4, messages_refused=4, resent_by_sweep=4, collected=4, batch_s=round(took_s, 1),
+           lease_s=LEASE_S)  # fmt: skip
