@@ -199,6 +199,14 @@ class JobRecord:
         """The verdict of a job that produced a suite (a suite accepted unchecked is unverified)."""
         return self.verdict or "unverified"
 
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """A stored field as text. Only for bench/, which reads records as the hashes they were
+        (until its owner moves to the typed fields); worker/ and producer/ never use it."""
+        return self.fields.get(name, default)
+
+    def __getitem__(self, name: str) -> str:
+        return self.fields[name]
+
     def shown(self) -> dict[str, object]:
         """Every stored field, JSON ones decoded: a job as `status --json` and the report show it."""
         shown: dict[str, object] = dict(self.fields)
