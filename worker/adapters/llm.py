@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx2
@@ -50,16 +50,17 @@ def prompt_cache_key(settings: Settings, role: str) -> str:
 
 
 def writer_and_reviewer(
-    settings: Settings, client: openai.AsyncOpenAI
+    settings: Settings, client: openai.AsyncOpenAI, limiter: FleetLimiter | None = None
 ) -> tuple[OpenAIChatModel, OpenAIChatModel]:
     """The writer's model and the reviewer's, on one client (the reviewer: its own model name,
     when set, and its own temperature, 0 by default), each with its prompt cache key."""
     keyed = settings.openai_prompt_cache_key
+    observe = limiter.observe_completion if limiter is not None else None
     writer = OpenAIChatModel(client, settings.openai_model_writer, settings.writer_temperature,
-                             prompt_cache_key(settings, "writer") if keyed else None)  # fmt: skip
+                             prompt_cache_key(settings, "writer") if keyed else None, observe)  # fmt: skip
     reviewer_name = settings.openai_model_reviewer or settings.openai_model_writer
     reviewer = OpenAIChatModel(client, reviewer_name, settings.reviewer_temperature,
-                               prompt_cache_key(settings, "reviewer") if keyed else None)  # fmt: skip
+                               prompt_cache_key(settings, "reviewer") if keyed else None, observe)  # fmt: skip
     return writer, reviewer
 
 
@@ -69,12 +70,19 @@ _NO_CACHE_KEY: set[str] = set()
 
 class OpenAIChatModel:
     def __init__(
-        self, client: openai.AsyncOpenAI, model: str, temperature: float | None, cache_key: str | None = None
+        self,
+        client: openai.AsyncOpenAI,
+        model: str,
+        temperature: float | None,
+        cache_key: str | None = None,
+        on_completion: Callable[[int], None] | None = None,
     ) -> None:
         self._client = client
         self._model = model
         self._temperature = temperature
         self._cache_key = cache_key
+        self._on_completion = on_completion
+        """Told each completion's size (the fleet limiter's allowance follows it)."""
 
     @property
     def name(self) -> str:
@@ -116,6 +124,9 @@ class OpenAIChatModel:
             # assembler takes, was a third of the worker's CPU for the model client)
             async with self._client.chat.completions.with_streaming_response.create(**request) as response:
                 async for chunk in _sse_chunks(response.iter_lines()):
+                    usage = chunk.get("usage")
+                    if self._on_completion is not None and isinstance(usage, dict):
+                        self._on_completion(int(usage.get("completion_tokens") or 0))
                     yield chunk
         except openai.APIStatusError as exc:
             raise translate_status_error(exc) from exc

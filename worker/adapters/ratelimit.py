@@ -28,10 +28,11 @@ Details that keep the guarantee honest:
   have room; if the second is full, the first charge stays spent (conservative) and the request
   waits and is charged again. The budget that last made this process wait is tried first, so the
   workers racing for a full budget fail on it without spending the other one.
-- Tokens are estimated before sending, as providers count them at request time: the request body's
-  size / `CHARS_PER_TOKEN` (JSON escaping and tool schemas make this an overestimate of the prompt)
+- Tokens are estimated before sending, as providers count them at request time: the characters of
+  the request's messages and tools (not the JSON escaping around them) / `CHARS_PER_TOKEN`
   plus the completion: the request's `max_completion_tokens` / `max_tokens` when it sets one, else
-  `COMPLETION_ALLOWANCE_TOKENS`. The estimate is clamped to the budget (a request larger than the
+  twice the largest of the process's recent completions (`COMPLETION_ALLOWANCE_TOKENS` until five
+  are seen, and never more). The estimate is clamped to the budget (a request larger than the
   whole budget would otherwise wait forever). Tokens are stored in units of `budget / MAX_UNITS`
   tokens (costs rounded up, the budget down), so a 2M-token budget is a list of at most 1000 entries.
 - Redis unreachable: the limiter fails closed. Nothing is sent unaccounted; the request fails with
@@ -54,6 +55,7 @@ import logging
 import math
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -80,6 +82,9 @@ T = TypeVar("T")
 WINDOW_MARGIN_S = 1.0
 CHARS_PER_TOKEN = 4
 COMPLETION_ALLOWANCE_TOKENS = 2048
+MIN_COMPLETION_ALLOWANCE = 256
+MIN_OBSERVED_COMPLETIONS = 5
+RECENT_COMPLETIONS = 64
 MAX_UNITS = 1000
 LOG_EVERY_S = 5.0
 MIN_SLEEP_S = 0.05
@@ -126,21 +131,40 @@ class Budget:
         return f"{self.limit} {self.what} per {self.window_s:g}s"
 
 
-def estimate_tokens(body: bytes) -> int:
-    """Tokens a chat request may cost, as providers count them when it arrives (see module doc)."""
-    completion = COMPLETION_ALLOWANCE_TOKENS
-    if b'"max_tokens"' in body or b'"max_completion_tokens"' in body:
-        try:
-            data = json.loads(body)
-        except ValueError:
-            data = None
-        if isinstance(data, dict):
-            for name in ("max_completion_tokens", "max_tokens"):
-                value = data.get(name)
-                if isinstance(value, int) and value > 0:
-                    completion = value
-                    break
-    return math.ceil(len(body) / CHARS_PER_TOKEN) + completion
+def estimate_tokens(body: bytes, allowance: int = COMPLETION_ALLOWANCE_TOKENS) -> int:
+    """Tokens a chat request may cost, as providers count them when it arrives (see module doc):
+    the characters of what it says (messages and tools, not the JSON escaping around them) / 4,
+    plus its own `max_tokens` or else `allowance` for the completion."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        return math.ceil(len(body) / CHARS_PER_TOKEN) + allowance
+    completion = allowance
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = data.get(name)
+        if isinstance(value, int) and value > 0:
+            completion = value
+            break
+    return math.ceil(_characters(data.get("messages"), data.get("tools")) / CHARS_PER_TOKEN) + completion
+
+
+def _characters(*values: object) -> int:
+    """Characters of the text in `values` (strings, nested in lists and objects; keys count too)."""
+    total, stack = 0, list(values)
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            total += len(value)
+        elif isinstance(value, dict):
+            total += sum(len(str(key)) for key in value)
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif value is not None:
+            total += len(str(value))
+    return total
 
 
 def _request_body(request: httpx2.Request) -> bytes:
@@ -192,6 +216,7 @@ class FleetLimiter:
         self._first: Budget | None = None
         self._last_logged: dict[str, float] = {}
         self.waiting: dict[str, int] = {}
+        self._completions: deque[int] = deque(maxlen=RECENT_COMPLETIONS)
         self.waits = 0
         """Times a request of this process had to wait for room (for tests and diagnostics)."""
         self.waited_s = 0.0
@@ -226,8 +251,20 @@ class FleetLimiter:
         if self.llm_tokens is not None:
             body = _request_body(request)
             if body:
-                charges.append((self.llm_tokens, estimate_tokens(body)))
+                charges.append((self.llm_tokens, estimate_tokens(body, self.completion_allowance())))
         await self.acquire(charges)
+
+    def observe_completion(self, tokens: int) -> None:
+        """A completion's real size (from the provider's usage): the allowance follows what the
+        model really writes instead of charging the worst case to every request."""
+        self._completions.append(max(0, tokens))
+
+    def completion_allowance(self) -> int:
+        """Twice the largest of the recent completions (the fixed allowance until a few are seen),
+        never above it: a budget charged for completions never written is a budget left unused."""
+        if len(self._completions) < MIN_OBSERVED_COMPLETIONS:
+            return COMPLETION_ALLOWANCE_TOKENS
+        return min(COMPLETION_ALLOWANCE_TOKENS, max(MIN_COMPLETION_ALLOWANCE, 2 * max(self._completions)))
 
     async def before_mcp_request(self, request: httpx2.Request) -> None:
         if self.mcp_requests is not None:

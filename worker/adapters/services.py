@@ -77,7 +77,7 @@ async def open_services(
         await stack.enter_async_context(session)
         client = build_client(settings, limiter)
         stack.push_async_callback(client.close)
-        writer, reviewer = writer_and_reviewer(settings, client)
+        writer, reviewer = writer_and_reviewer(settings, client, limiter)
         yield Services(
             model=writer, reviewer=reviewer, session=session, cache=ContextCache(), config=config,
             spec_max_bytes=settings.spec_max_bytes, journal=settings.writer_journal,
