@@ -237,7 +237,9 @@ def test_workers_send_throttled_progress_events_with_round_and_tool(fleet: Fleet
         capture.start()
         time.sleep(1.0)
         directory = spec_dir(
-            tmp_path, [], {"E-1.json": fault_spec("E-1", chunk_latency=0.02, tool_calls="whole")}
+            tmp_path,
+            [],
+            {"E-1.json": fault_spec("E-1", chunk_latency=0.02, tool_calls="whole", upfront="ignore")},
         )
         done = fleet.cli("run", str(directory), "--batch", "t-events", "--output-dir", str(tmp_path / "out"))
         assert done.returncode == 0, done.stdout

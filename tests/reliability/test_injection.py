@@ -101,7 +101,10 @@ def injection_fleet(
     mcp = start_stand_in("mcp-injection", ["mcp-serve", "--repo", str(repo), "--project-id", PROJECT_ID,
                                            "--log-level", "WARNING"], tmp_path / "mcp-logs")  # fmt: skip
     url = redis_server.url.rsplit("/", 1)[0] + f"/{DB}"
-    fleet = Fleet(writer_env(mcp, fake_llm, REDIS_URL=url, OPENAI_MAX_RETRIES="0"), url, tmp_path / "logs")
+    # the scripted writer reads the repository with its tools (nothing taken from the prompt), as a
+    # model that does not trust what it is given would: the injected files reach it both ways
+    fleet = Fleet(writer_env(mcp, fake_llm, knobs="upfront=ignore", REDIS_URL=url, OPENAI_MAX_RETRIES="0"), url,
+                  tmp_path / "logs")  # fmt: skip
     fleet.redis.flushdb()
     try:
         yield fleet, mcp
