@@ -35,8 +35,9 @@ def fleet(
     """Two job slots for three jobs (one waits in the queue), behind a fleet-wide model budget small
     enough that requests wait for it: 12 requests per 1 s window (stored as 2 s)."""
     url = redis_server.url.rsplit("/", 1)[0] + f"/{DB}"
-    env = writer_env(mcp_server, fake_llm, REDIS_URL=url, OPENAI_MAX_RETRIES="0", FLEET_LLM_RPM="12",
-                     FLEET_RATE_WINDOW_S="1")  # fmt: skip
+    # the scripted writer reads with its tools (nothing taken from the prompt): tool calls to count
+    env = writer_env(mcp_server, fake_llm, knobs="upfront=ignore&tool_calls=parallel", REDIS_URL=url,
+                     OPENAI_MAX_RETRIES="0", FLEET_LLM_RPM="12", FLEET_RATE_WINDOW_S="1")  # fmt: skip
     fleet = Fleet(env, url, tmp_path_factory.mktemp("fleet-metrics"))
     fleet.redis.flushdb()
     fleet.start_worker("worker-metrics", "--pool", "threads", "--concurrency", "2")
