@@ -75,7 +75,9 @@ def test_token_budget_is_stored_in_units_rounded_against_the_caller() -> None:
 
 
 def test_token_estimate_is_the_text_of_messages_and_tools_over_four_plus_the_completion() -> None:
-    text = 'line "one"\nline two\t' * 200  # quotes, newlines and tabs: escaped in JSON, one character in a prompt
+    text = (
+        'line "one"\nline two\t' * 200
+    )  # quotes, newlines and tabs: escaped in JSON, one character in a prompt
     body = json.dumps({"model": "m", "messages": [{"role": "user", "content": text}]}).encode()
     expected = -(-(len("role") + len("user") + len("content") + len(text)) // 4)
     assert estimate_tokens(body) == expected + ratelimit.COMPLETION_ALLOWANCE_TOKENS
@@ -291,11 +293,15 @@ def test_mcp_with_redis_unreachable_fails_retryable_naming_the_limiter(mcp_serve
 
 def test_the_completion_allowance_follows_what_the_model_really_writes() -> None:
     limiter = ratelimit.FleetLimiter("redis://127.0.0.1:1/0", llm_tpm=10_000)
-    assert limiter.completion_allowance() == ratelimit.COMPLETION_ALLOWANCE_TOKENS  # nothing seen yet: the worst case
+    assert (
+        limiter.completion_allowance() == ratelimit.COMPLETION_ALLOWANCE_TOKENS
+    )  # nothing seen yet: the worst case
     for tokens in (120, 300, 80, 250, 90):
         limiter.observe_completion(tokens)
     assert limiter.completion_allowance() == 600  # twice the largest recent completion
     limiter.observe_completion(5000)
-    assert limiter.completion_allowance() == ratelimit.COMPLETION_ALLOWANCE_TOKENS  # never above the fixed allowance
+    assert (
+        limiter.completion_allowance() == ratelimit.COMPLETION_ALLOWANCE_TOKENS
+    )  # never above the fixed allowance
     body = json.dumps({"messages": [{"content": "x" * 3993}]}).encode()  # "content" + 3993: 4000 characters
     assert ratelimit.estimate_tokens(body, 600) == 1000 + 600
