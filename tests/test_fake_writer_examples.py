@@ -100,7 +100,7 @@ def target_path(spec: dict[str, Any]) -> str:
 
 
 async def product_messages(spec: dict[str, Any], files: dict[str, str]) -> list[dict[str, Any]]:
-    """The first messages as the worker builds them (worker/writer.py `_given`, worker/agent/prompt.py)."""
+    """The first messages as the worker builds them (worker/agent/writer.py `_given`, worker/agent/prompt.py)."""
 
     async def read_file(path: str) -> str | None:
         return files.get(path)

@@ -12,6 +12,7 @@ import posixpath
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from robot.api import get_model
 from robot.api.parsing import ModelVisitor
@@ -62,13 +63,16 @@ class _Imports(ModelVisitor):
             self.names.append(node.name)  # type: ignore[attr-defined]
 
 
-def _imports(text: str) -> list[str]:
+@lru_cache(maxsize=256)
+def _imports(text: str) -> tuple[str, ...]:
+    """The Resource and Variables imports of a file, parsed once per distinct text (every job of a
+    batch is given the same few files)."""
     visitor = _Imports()
     try:
         visitor.visit(get_model(text))
     except Exception:  # a file Robot cannot read imports nothing we could follow
-        return []
-    return visitor.names
+        return ()
+    return tuple(visitor.names)
 
 
 async def upfront_files(
