@@ -1,7 +1,8 @@
 """The repository's Python libraries and variable files, read from their source, never imported.
 
 The worker does not run repository code (only the opt-in execution stage does, in a subprocess), so
-keywords and variables are read with `ast` the way Robot Framework would find them:
+keywords and variables are read with `ast` the way Robot Framework would find them (once per
+distinct text: every job of a batch imports the same files):
 - a library module's public functions are keywords, or, when the module holds a class of its own
   name, that class's public methods; `@keyword("Name")` renames, `@not_keyword` hides,
   `ROBOT_AUTO_KEYWORDS = False` / `@library` keep only decorated ones; argument specs come from the
@@ -17,6 +18,7 @@ import ast
 import json
 import logging
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from robot.running.arguments import ArgumentSpec
 from robot.utils import printable_name
@@ -40,6 +42,7 @@ class PyLibrary:
     """Keywords decided at run time: calls that resolve nowhere else stay unverified."""
 
 
+@lru_cache(maxsize=256)
 def read_library(text: str, path: str) -> PyLibrary:
     try:
         tree = ast.parse(text)
@@ -131,7 +134,8 @@ def _literal(node: ast.expr) -> object:
         return ast.unparse(node)
 
 
-def read_variables(text: str, path: str) -> set[str] | None:
+@lru_cache(maxsize=256)
+def read_variables(text: str, path: str) -> frozenset[str] | None:
     """The variable names a variable file defines; None when they are only known by running it."""
     if path.endswith((".yaml", ".yml")):
         return _mapping_keys(text, yaml=True)
@@ -153,7 +157,7 @@ def read_variables(text: str, path: str) -> set[str] | None:
                 names.append(target)
     if exported is not None:
         names = [name for name in names if name in exported]
-    return {name.removeprefix("LIST__").removeprefix("DICT__") for name in names}
+    return frozenset(name.removeprefix("LIST__").removeprefix("DICT__") for name in names)
 
 
 def _targets(node: ast.stmt) -> list[str]:
@@ -176,7 +180,7 @@ def _string_list(node: ast.expr) -> set[str] | None:
     return {str(item) for item in value} if isinstance(value, list | tuple) else None
 
 
-def _mapping_keys(text: str, *, yaml: bool) -> set[str] | None:
+def _mapping_keys(text: str, *, yaml: bool) -> frozenset[str] | None:
     try:
         if yaml:
             import yaml as pyyaml  # optional: only teams with YAML variable files need it
@@ -186,4 +190,4 @@ def _mapping_keys(text: str, *, yaml: bool) -> set[str] | None:
             data = json.loads(text)
     except Exception:  # unreadable here: the variables are unknown, not absent
         return None
-    return {str(key) for key in data} if isinstance(data, dict) else None
+    return frozenset(str(key) for key in data) if isinstance(data, dict) else None

@@ -190,13 +190,14 @@ def init_files(target_path: str, tree: Collection[str]) -> list[str]:
     return found
 
 
-def candidates(name: str, directory: str) -> list[str]:
+@lru_cache(maxsize=4096)
+def candidates(name: str, directory: str) -> tuple[str, ...]:
     """Robot's lookup of an imported file: relative to the importing file, then to the root."""
     if "${" in name.replace("${CURDIR}", ""):
-        return []
+        return ()
     name = name.replace("${CURDIR}", directory or ".").replace("\\", "/")
     found = [posixpath.normpath(posixpath.join(directory, name)), posixpath.normpath(name)]
-    return [path for path in dict.fromkeys(found) if not path.startswith(("..", "/"))]
+    return tuple(path for path in dict.fromkeys(found) if not path.startswith(("..", "/")))
 
 
 class ScopeLoader:
@@ -280,7 +281,8 @@ class ScopeLoader:
                 alias = posixpath.splitext(posixpath.basename(path))[0]
                 scope.add(alias, [Keyword(kw.name, path, Kind.LIBRARY, kw.spec) for kw in library.keywords])
             return
-        keywords = await asyncio.to_thread(library_keywords, name)
+        loaded = _LIBRARIES.get(name)  # known already: no thread hop (libdoc imports, so it runs in one)
+        keywords = loaded if loaded is not None else await asyncio.to_thread(library_keywords, name)
         if keywords is None:
             scope.unverified.append(name)
         else:
