@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -120,23 +121,30 @@ async def _catalog(files: dict[str, str]) -> Any:
     return await build_catalog(read_file, tuple(sorted(files)))
 
 
-async def _messages(spec: dict[str, Any], given: Sequence[str]) -> list[dict[str, Any]]:
-    """The worker's first messages with the catalog and these files given up front."""
+async def _messages(
+    spec: dict[str, Any], given: Sequence[str], cut: Sequence[str] = ()
+) -> list[dict[str, Any]]:
+    """The worker's first messages with the catalog and these files given up front; the catalog
+    lines of the keywords named in `cut` carry 60 characters of their documentation, as a catalog
+    whose lines are cut mid-sentence would."""
     files = framework_files()
     paths = tuple(sorted(files))
     product_spec = parse_spec(json.dumps(spec).encode(), source=f"{spec_id(spec)}_spec.json", max_bytes=10**6)
     context = RepoContext("42", "main", files[CONVENTION_PATH], paths, mcp_calls=0)
     shown = [GivenFile(path, files[path]) for path in given]
-    return initial_messages(context, product_spec, await _catalog(files), shown)
+    entries = [
+        replace(entry, doc=entry.doc[:60]) if entry.name in cut else entry for entry in await _catalog(files)
+    ]
+    return initial_messages(context, product_spec, tuple(entries), shown)
 
 
 def write(
-    server: str, spec: dict[str, Any], given: Sequence[str], model: str = MODEL
+    server: str, spec: dict[str, Any], given: Sequence[str], model: str = MODEL, cut: Sequence[str] = ()
 ) -> tuple[str, list[str]]:
     """The first answer and the files the writer fetched for it."""
 
     async def scenario() -> list[dict[str, Any]]:
-        messages = await _messages(spec, given)
+        messages = await _messages(spec, given, cut)
         await converse(client_for(server), messages, framework_files(), model)
         return messages
 
@@ -182,16 +190,35 @@ def test_the_similar_test_is_fetched_when_the_prompt_gives_none(fake_llm: StandI
     assert_passes(spec, text, tmp_path)
 
 
+ORDER_HISTORY_GIVEN = [
+    "tests/orders/order_history.robot",
+    "resources/common.resource",
+    "resources/orders.resource",
+    "variables/environment.py",
+    "variables/users.py",
+    "variables/products.py",
+]
+
+
 def test_the_file_of_a_keyword_used_whose_catalog_line_is_cut_short_is_read(
     fake_llm: StandIn, tmp_path: Path
 ) -> None:
-    """`Place Order For Products` is listed as `... buys one item of each of ``skus`` with the`:
+    """`Place Order For Products` listed as `Logs in as ``username``, buys one item of each of ``sk`:
     what it returns (the order id later steps use) is in checkout.resource."""
     spec = load_spec(SPECS / "SHOP-141_spec.json")
-    given = ["tests/orders/order_history.robot", "resources/common.resource", "resources/orders.resource"]
-    given += ["variables/environment.py", "variables/users.py", "variables/products.py"]
-    text, fetched = write(fake_llm.base, spec, given)
+    text, fetched = write(fake_llm.base, spec, ORDER_HISTORY_GIVEN, cut=["Place Order For Products"])
     assert fetched == ["resources/checkout.resource"]
+    assert "    ${order_id}=    Place Order For Products    alice    BK-1001\n" in text
+    assert_passes(spec, text, tmp_path)
+
+
+def test_a_keyword_whose_catalog_line_says_what_it_returns_is_used_without_reading_its_file(
+    fake_llm: StandIn, tmp_path: Path
+) -> None:
+    """The catalog carries the documentation's whole first sentence (`... and returns the order id.`)."""
+    spec = load_spec(SPECS / "SHOP-141_spec.json")
+    text, fetched = write(fake_llm.base, spec, ORDER_HISTORY_GIVEN)
+    assert fetched == []
     assert "    ${order_id}=    Place Order For Products    alice    BK-1001\n" in text
     assert_passes(spec, text, tmp_path)
 
