@@ -13,6 +13,10 @@ rfleet:leases                       zset  job id -> deadline of the worker holdi
 rfleet:dispatched                   zset  job id -> when its message was sent: no worker holds it yet
 rfleet:receipts                     zset  dispatch time of a received job -> when it was received
 rfleet:receipt-mark                 string  the newest dispatch time received more than a grace ago
+rfleet:circuit:{dependency}         hash  the fleet's circuit on `model` or `mcp`: open (paused) or
+                                          closed, when, probes, last error, lifetime pause counters
+rfleet:circuit:{dependency}:failing zset  job id -> when: different jobs failing on it in a row
+rfleet:circuit:{dependency}:probe   string  the probe lock: one worker of the fleet probes at a time
 rfleet:LIMITER/...                  the `limits` library's moving windows (ratelimit.py)
 rfleet:stats:rate-limit-waits       hash  budget -> requests that waited for a fleet-wide budget
 rfleet:stats:rate-limit-wait-s      hash  budget -> seconds those requests waited
@@ -92,6 +96,26 @@ def receipts() -> str:
 
 def receipt_mark() -> str:
     return f"{PREFIX}:receipt-mark"
+
+
+def circuit(dependency: str) -> str:
+    """No expiry: a circuit open when the fleet stops must still be open when it starts again, and
+    its pause counters are lifetime counters (Prometheus), as `rate_limit_waits`."""
+    return f"{PREFIX}:circuit:{dependency}"
+
+
+CIRCUIT_FAILING_TTL_S = 10 * 60
+"""Failures "in a row" are those of the last ten minutes: a failure an hour ago and one now are not
+an outage."""
+
+
+def circuit_failing(dependency: str) -> str:
+    return f"{PREFIX}:circuit:{dependency}:failing"
+
+
+def circuit_probe(dependency: str) -> str:
+    """Expires on its own (PX: the probe's timeout and a margin), so a prober that died frees it."""
+    return f"{PREFIX}:circuit:{dependency}:probe"
 
 
 def rate_limits_prefix() -> str:

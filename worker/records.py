@@ -4,8 +4,12 @@ store handles a `dict[str, str]` of a job or compares state strings.
 
     queued ──claim──► running ──finish──► succeeded ──collect──► collected
       ▲                 │ └──fail (final)──► failed ──retry──► queued
-      │                 └──fail (retryable)──► retrying ──claim──► running
+      │                 ├──fail (retryable)──► retrying ──claim──► running
+      │                 └──hand back (a worker stopping)──► queued
       └── the sweep: a holder that died (lease ran out), a message that was lost
+
+The fleet's circuits (one per dependency: the model provider, the MCP server) are records too: open
+while the fleet is paused on a dependency that fails for everyone.
 """
 
 from __future__ import annotations
@@ -83,7 +87,8 @@ JSON_FIELDS = ("stages", "checks", "calls_by_source", "diagnostics", "attempt", 
                "tests_passed", "tests_failed", "tests_skipped", "duration_s", "first_draft_placeholders",
                "criteria_covered", "criteria_total", "criteria_derived", "review_violations_found",
                "review_violations_fixed", "review_prompt_tokens", "review_completion_tokens", "review_cached_tokens", "reviews",
-               "degraded", "retries", "requeued", "resent", "resumed_from_round", "resume_saved_tokens")  # fmt: skip
+               "degraded", "retries", "requeued", "resent", "resumed_from_round", "resume_saved_tokens",
+               "handed_back", "outage_retries", "attempt_s", "retry_in_s")  # fmt: skip
 """Job fields stored as JSON text (lists, objects, numbers): `JobRecord.shown` gives them decoded."""
 
 
@@ -111,8 +116,17 @@ class JobRecord:
     collected_at: float = 0.0
     error_kind: str = ""
     error_message: str = ""
+    last_error_kind: str = ""
+    """The error of the attempt before the current one (a new attempt clears `error_kind`)."""
+    last_error_message: str = ""
+    retry_at: float = 0.0
+    """When a `retrying` job's next attempt is due (server clock)."""
     retries: int = 0
     """Retryable failures so far (each was retried)."""
+    outage_retries: int = 0
+    """Failed attempts charged to an outage the fleet paused on: retried, not counted in `retries`."""
+    handed_back: int = 0
+    """Times a worker stopping gave its running attempt back (not a failure: resumed elsewhere)."""
     requeued: int = 0
     """Times a worker holding it died (its lease ran out) and it was sent again."""
     resent: int = 0
@@ -133,6 +147,9 @@ class JobRecord:
     review_prompt_tokens: int = 0
     review_completion_tokens: int = 0
     duration_s: float = 0.0
+    """The job's own clock: from its first claim (since the last `robot-fleet retry`) to its end."""
+    attempt_s: float = 0.0
+    """The last attempt's own time in the writer."""
     calls: int = 0
     calls_resolved: int = 0
     calls_unverified: int = 0
@@ -164,6 +181,9 @@ class JobRecord:
             first_started_at=_float(raw, "first_started_at"),
             finished_at=_float(raw, "finished_at"), collected_at=_float(raw, "collected_at"),
             error_kind=_text(raw, "error_kind"), error_message=_text(raw, "error_message"),
+            last_error_kind=_text(raw, "last_error_kind"), last_error_message=_text(raw, "last_error_message"),
+            retry_at=_float(raw, "retry_at"), outage_retries=_int(raw, "outage_retries"),
+            handed_back=_int(raw, "handed_back"), attempt_s=_float(raw, "attempt_s"),
             retries=_int(raw, "retries"), requeued=_int(raw, "requeued"), resent=_int(raw, "resent"),
             resumed_from_round=_int(raw, "resumed_from_round"),
             resume_saved_tokens=_int(raw, "resume_saved_tokens"), verdict=_text(raw, "verdict"),
@@ -384,6 +404,16 @@ class ResultEntry:
 
 
 @dataclass(frozen=True)
+class PendingResult:
+    """A result a collector read and has not acknowledged yet (writing it, failing to, or dead)."""
+
+    batch_id: str
+    entry_id: str
+    consumer: str
+    idle_ms: int
+
+
+@dataclass(frozen=True)
 class FleetCounts:
     """Fleet-wide figures for `robot-fleet metrics`."""
 
@@ -392,3 +422,87 @@ class FleetCounts:
     dispatched: int
     waits: Mapping[str, float]
     waited_s: Mapping[str, float]
+
+
+# -- the fleet's circuits
+
+
+class Dependency(StrEnum):
+    """What every job needs and may fail for everyone at once."""
+
+    MODEL = "model"
+    MCP = "mcp"
+
+    @property
+    def label(self) -> str:
+        return "the model provider" if self is Dependency.MODEL else "the MCP server"
+
+
+class Circuit(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    """The fleet is paused on the dependency: no new attempt starts until a probe gets an answer."""
+
+
+@dataclass(frozen=True)
+class CircuitRecord:
+    dependency: Dependency
+    circuit: Circuit = Circuit.CLOSED
+    opened_at: float = 0.0
+    closed_at: float = 0.0
+    next_probe_at: float = 0.0
+    """Server clock."""
+    probes: int = 0
+    """Probes that failed since it opened."""
+    last_kind: str = ""
+    last_error: str = ""
+    reason: str = ""
+    """Why it opened: the failures that made it."""
+    failing: int = 0
+    """Different jobs that failed on it in a row (while closed)."""
+    pauses: int = 0
+    """Lifetime: times it opened."""
+    paused_s: float = 0.0
+    """Lifetime: seconds it was open (closed pauses only)."""
+
+    @classmethod
+    def parse(cls, dependency: Dependency, raw: Mapping[str, str], failing: int = 0) -> CircuitRecord:
+        try:
+            circuit = Circuit(raw.get("circuit") or Circuit.CLOSED)
+        except ValueError as exc:
+            raise RecordError(f"circuit {dependency}: unknown state {raw.get('circuit')!r}") from exc
+        return cls(
+            dependency=dependency, circuit=circuit, opened_at=_float(raw, "opened_at"),
+            closed_at=_float(raw, "closed_at"), next_probe_at=_float(raw, "next_probe_at"),
+            probes=_int(raw, "probes"), last_kind=_text(raw, "last_kind"), last_error=_text(raw, "last_error"),
+            reason=_text(raw, "reason"), failing=failing, pauses=_int(raw, "pauses"),
+            paused_s=_float(raw, "paused_s"),
+        )  # fmt: skip
+
+    @property
+    def paused(self) -> bool:
+        return self.circuit is Circuit.OPEN
+
+    def describe(self, now: float) -> str:
+        """`fleet paused on the model provider for 1m20s (model_unavailable: ...); next probe in 8s`;
+        `now` on the server's clock, as its times are."""
+        error = f" ({self.last_kind}: {self.last_error[:160]})" if self.last_kind else ""
+        probe = max(0.0, self.next_probe_at - now)
+        return f"fleet paused on {self.dependency.label} for {span(now - self.opened_at)}{error}; next probe in {probe:.0f}s"
+
+    def shown(self, now: float) -> dict[str, object]:
+        """As `status --json` shows it."""
+        return {
+            "dependency": str(self.dependency), "circuit": str(self.circuit), "paused": self.paused,
+            "paused_for_s": round(now - self.opened_at, 1) if self.paused else 0.0,
+            "next_probe_in_s": round(max(0.0, self.next_probe_at - now), 1) if self.paused else None,
+            "probes": self.probes, "last_kind": self.last_kind, "last_error": self.last_error,
+            "reason": self.reason, "failing_in_a_row": self.failing, "pauses": self.pauses,
+            "paused_s_total": round(self.paused_s, 1),
+        }  # fmt: skip
+
+
+def span(seconds: float) -> str:
+    """`45s`, `2m05s`."""
+    whole = max(0, round(seconds))
+    return f"{whole // 60}m{whole % 60:02d}s" if whole >= 60 else f"{whole}s"

@@ -28,6 +28,9 @@ DEFAULT_MODEL_MAX_RETRIES = 3
 DEFAULT_MODEL_TIMEOUT_S = 120.0
 DEFAULT_RATE_WINDOW_S = 60.0
 DEFAULT_EXECUTE_TIMEOUT_S = 120.0
+DEFAULT_RETRY_WINDOW_S = 30 * 60.0
+DEFAULT_PAUSE_AFTER = 3
+DEFAULT_SHUTDOWN_S = 30.0
 
 
 class Settings(BaseSettings):
@@ -85,6 +88,17 @@ class Settings(BaseSettings):
     worker_lease_s: float = Field(DEFAULT_LEASE_S, ge=2)
     """A running job whose worker process has not renewed its lease for this long (the process
     died) is sent again to another worker. Renewed every quarter of it."""
+    worker_shutdown_s: float = Field(DEFAULT_SHUTDOWN_S, ge=2)
+    """A worker asked to stop (SIGTERM: a warm shutdown) exits within this many seconds: jobs that
+    have not finished by then are handed back (they resume on another worker, from their last
+    completed round, and the hand-back is not counted as a failure)."""
+    job_retry_window_s: float = Field(DEFAULT_RETRY_WINDOW_S, gt=0)
+    """A job whose first attempt started longer ago than this fails at its next retryable error:
+    its retry budget is bounded by time as well as by count (JOB_RETRY_WINDOW_S)."""
+    fleet_pause_after: int = Field(DEFAULT_PAUSE_AFTER, ge=0)
+    """When this many different jobs in a row fail on the model provider (or on the MCP server),
+    the fleet pauses: no new attempt starts until a probe finds it answering again, and the
+    attempts it fails meanwhile do not spend their job's retry budget. 0 turns the pause off."""
     writer_journal: bool = True
     """Journal each completed round of the writer in Redis, so that a new attempt of the job (after a
     worker died, a retryable failure, a redelivery) continues from the last one (WRITER_JOURNAL)."""

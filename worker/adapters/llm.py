@@ -88,6 +88,24 @@ class OpenAIChatModel:
     def name(self) -> str:
         return self._model
 
+    async def probe(self, timeout_s: float) -> None:
+        """One cheap request (a one-token completion, not retried, its body never parsed): returns
+        once the provider answers (a refusal, 4xx, is an answer: jobs will say what it refused);
+        raises `ModelUnavailable` while it does not (down, 429, 5xx, timeout)."""
+        client = self._client.with_options(max_retries=0, timeout=timeout_s)
+        try:
+            await client.chat.completions.with_raw_response.create(
+                model=self._model, messages=[{"role": "user", "content": "ping"}], max_tokens=1
+            )
+        except openai.APIStatusError as exc:
+            error = translate_status_error(exc)
+            if isinstance(error, ModelUnavailable):
+                raise error from exc
+        except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+            raise ModelUnavailable(f"model server unreachable: {exc}") from exc
+        except (httpx2.HTTPError, openai.APIError) as exc:
+            raise ModelUnavailable(f"model server probe failed: {exc!r}") from exc
+
     async def stream_turn(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], extra: dict[str, Any] | None = None
     ) -> AsyncIterator[dict[str, Any]]:

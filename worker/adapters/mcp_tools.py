@@ -50,7 +50,7 @@ from mcp.client.streamable_http import MCP_SESSION_ID, streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
-from worker.agent.tools import ToolOutcome, ToolSpec
+from worker.agent.tools import BUDGET_WAIT, ToolOutcome, ToolSpec
 from worker.errors import RobotFleetError, ToolServerRejected, ToolServerUnavailable, retry_after_seconds
 
 logger = logging.getLogger(__name__)
@@ -176,6 +176,8 @@ class McpSession:
         self._mode = "auto"  # "legacy" once the server turned out to predate `server/discover`
         self._list_changes = 0
         self._session_forgotten = False
+        self._down_since: float | None = None
+        """When the server stopped answering (a connection attempt failed), while it has not since."""
         self.connects = 0
 
     @property
@@ -249,22 +251,40 @@ class McpSession:
         if client is not None:
             self._generation += 1
             self._broken.clear()
+            self._down_since = None
+        elif error is not None and self._down_since is None:
+            self._down_since = time.monotonic()
         self._last_error = error
         self._changed.set()
         self._changed = asyncio.Event()
 
     async def _ready(self) -> tuple[Client, int]:
-        deadline = time.monotonic() + self._connect_wait_s
-        while True:
-            if self._fatal is not None:
-                raise self._fatal
-            if self._client is not None:
-                return self._client, self._generation
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or (self._owner is not None and self._owner.done()):
-                raise self._last_error or ToolServerUnavailable(f"MCP server {self.url} not connected")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout=remaining)
+        """The live client, once connected; waits up to `connect_wait_s` for a reconnection, then
+        raises the connection's error: a server down that long is an outage (the job fails, retryable,
+        and the fleet may pause), not a slow answer. The wait counts from when the server stopped
+        answering, not from the call: once it has been down that long, every call fails at once
+        instead of each waiting as long again. The wait is not the server's time, so it is not
+        counted against a tool call's timeout (as a fleet-wide budget's wait is not: `BUDGET_WAIT`)."""
+        deadline = min(time.monotonic(), self._down_since or time.monotonic()) + self._connect_wait_s
+        caller = BUDGET_WAIT.get()
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                if self._fatal is not None:
+                    raise self._fatal
+                if self._client is not None:
+                    return self._client, self._generation
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self._owner is not None and self._owner.done()):
+                    raise self._last_error or ToolServerUnavailable(f"MCP server {self.url} not connected")
+                if caller is not None and caller.since is None:
+                    caller.since = loop.time()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), timeout=remaining)
+        finally:
+            if caller is not None and caller.since is not None:
+                caller.waited_s += loop.time() - caller.since
+                caller.since = None
 
     def _mark_broken(self, generation: int, *, forgotten: bool = False) -> None:
         if generation == self._generation and self._client is not None:
@@ -316,6 +336,20 @@ class McpSession:
 
         tools: list[ToolSpec] = await self._request("listing tools", listing)
         return tools
+
+    async def probe(self, name: str, arguments: dict[str, Any], timeout_s: float) -> None:
+        """One small call: returns once the server answers it (a tool error, or refused credentials,
+        is an answer: jobs will say so); raises `ToolServerUnavailable` while it does not within
+        `timeout_s` (down, or slower than a tool call may be)."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self.call_tool(name, arguments)
+        except ToolServerRejected:
+            return
+        except TimeoutError as exc:
+            raise ToolServerUnavailable(
+                f"MCP server {self.url} did not answer {name} within {timeout_s:g}s"
+            ) from exc
 
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
         async def call(client: Client) -> ToolOutcome:

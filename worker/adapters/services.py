@@ -6,9 +6,10 @@ jobs share them); `robot-fleet write` opens them for its one spec.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from worker.adapters.llm import build_client, writer_and_reviewer
 from worker.adapters.mcp_tools import DEFAULT_CONNECT_WAIT_S, McpSession
@@ -21,8 +22,13 @@ from worker.agent.loop import WriterResult
 from worker.agent.model import ChatModel
 from worker.agent.tools import ToolSpec
 from worker.agent.writer import WriterConfig, generate
+from worker.records import Dependency
 from worker.settings import Settings
 from worker.spec import Spec
+
+Probe = Callable[[], Awaitable[None]]
+MODEL_PROBE_TIMEOUT_S = 30.0
+"""A one-token completion answered later than this is no answer (the provider is overloaded)."""
 
 
 @dataclass
@@ -38,6 +44,9 @@ class Services:
     """Journal the writer's rounds (WRITER_JOURNAL)."""
     runner: SuiteRunner | None = None
     reviewer: ChatModel | None = None
+    probes: Mapping[Dependency, Probe] = field(default_factory=dict)
+    """One cheap request to each dependency: returns when it answers, raises `RetryableError` when
+    it does not (the fleet's pause probes with these)."""
     _listing: list[ToolSpec] = field(default_factory=list)
     _listed_epoch: int = -1
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -78,8 +87,17 @@ async def open_services(
         client = build_client(settings, limiter)
         stack.push_async_callback(client.close)
         writer, reviewer = writer_and_reviewer(settings, client, limiter)
+        tree: dict[str, Any] = {"project_id": settings.gitlab_project_id, "path": "", "per_page": 1}
+        if settings.gitlab_ref:
+            tree["ref"] = settings.gitlab_ref
+        model_timeout = min(settings.openai_timeout_s, MODEL_PROBE_TIMEOUT_S)
+        probes: dict[Dependency, Probe] = {
+            Dependency.MODEL: lambda: writer.probe(model_timeout),
+            # a tiny read, timed as a tool call is: a server slower than that is no better than down
+            Dependency.MCP: lambda: session.probe("get_repository_tree", tree, settings.tool_timeout_s),
+        }
         yield Services(
             model=writer, reviewer=reviewer, session=session, cache=ContextCache(), config=config,
             spec_max_bytes=settings.spec_max_bytes, journal=settings.writer_journal,
-            runner=SuiteRunner(config.run) if config.checks.execute else None,
+            runner=SuiteRunner(config.run) if config.checks.execute else None, probes=probes,
         )  # fmt: skip

@@ -4,7 +4,10 @@
     claim          queued/retrying -> running, attempt + 1, leased; refuses finished jobs and jobs
                    running under another live lease (duplicate deliveries)
     finish         running -> succeeded, result stored, results-stream entry; current attempt only
-    fail           running -> retrying (dispatched again) | failed; current attempt only
+    fail           running -> retrying (dispatched again) | failed; current attempt only; a failure
+                   charged to an outage the fleet paused on does not count against `retries`
+    hand_back      running -> queued (dispatched again): a worker stopping gives its attempt back;
+                   not a failure, the journal kept
     hold           a live worker holds these jobs (received, waiting for a slot or a countdown,
                    running): leased for one more lease, no longer `dispatched`
     release        a worker shutting down gives back the jobs it held but never started
@@ -53,6 +56,7 @@ from worker.records import (
     JobState,
     LogEntry,
     NewJob,
+    PendingResult,
     Refused,
     Resend,
     ResultEntry,
@@ -111,6 +115,8 @@ return 1
 )
 # dispatch times one microsecond apart, in the order the messages are sent
 
+# a new attempt keeps the previous one's error as `last_error_*`: `run` and `status` show why a job
+# is on its third attempt while it runs
 _CLAIM = (
     _LIB
     + """
@@ -122,6 +128,10 @@ if state == 'running' and tonumber(redis.call('ZSCORE', KEYS[3], ARGV[4]) or '0'
   return {0, 'running', {}}
 end
 local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
+local kind = redis.call('HGET', KEYS[1], 'error_kind')
+if kind and kind ~= '' then
+  redis.call('HSET', KEYS[1], 'last_error_kind', kind, 'last_error_message', redis.call('HGET', KEYS[1], 'error_message') or '')
+end
 redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', t(clock), 'worker', ARGV[1],
   'error_kind', '', 'error_message', '', 'retry_at', '', 'resumed_from_round', 0, 'resume_saved_tokens', 0)
 redis.call('HSETNX', KEYS[1], 'first_started_at', t(clock))
@@ -138,11 +148,24 @@ if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] or redis.call('HGET', KEYS[
 end
 """
 
+_ENDED = """
+local function ended(key, clock)
+  local first = tonumber(redis.call('HGET', key, 'first_started_at') or '0') or 0
+  redis.call('HSET', key, 'finished_at', t(clock))
+  if first > 0 then redis.call('HSET', key, 'duration_s', string.format('%.3f', clock - first)) end
+end
+"""
+# a job's time is its own clock, on the server's: from its first claim to its end, whatever attempts,
+# retries and pauses came between (the writer's time of the last attempt is `attempt_s`)
+
 _FINISH = (
-    _CURRENT
+    _LIB
+    + _ENDED
+    + _CURRENT
     + """
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[4])
 redis.call('HSET', KEYS[1], 'state', 'succeeded', 'journal_bytes', 0, unpack(cjson.decode(ARGV[3])))
+ended(KEYS[1], now())
 redis.call('XADD', KEYS[3], '*', 'v', '1', 'job_id', ARGV[5], 'attempt', ARGV[1])
 redis.call('EXPIRE', KEYS[3], ARGV[4])
 redis.call('ZREM', KEYS[4], ARGV[5])
@@ -154,23 +177,39 @@ return 1
 
 _FAIL = (
     _LIB
+    + _ENDED
     + _CURRENT
     + """
+local clock = now()
 redis.call('HSET', KEYS[1], 'state', ARGV[2], unpack(cjson.decode(ARGV[3])))
 redis.call('ZREM', KEYS[2], ARGV[4])
 if ARGV[2] == 'retrying' then
-  local clock = now()
-  redis.call('HINCRBY', KEYS[1], 'retries', 1)
-  redis.call('HSET', KEYS[1], 'retry_at', t(clock + tonumber(ARGV[5])))
+  redis.call('HINCRBY', KEYS[1], ARGV[6] == '1' and 'retries' or 'outage_retries', 1)
+  redis.call('HSET', KEYS[1], 'retry_at', t(clock + tonumber(ARGV[5])), 'finished_at', t(clock))
   redis.call('ZADD', KEYS[3], t(clock), ARGV[4])
 else
   redis.call('ZREM', KEYS[3], ARGV[4])
   redis.call('DEL', KEYS[4])
   redis.call('HSET', KEYS[1], 'journal_bytes', 0)
+  ended(KEYS[1], clock)
 end
 return 1
 """
 )
+
+_HAND_BACK = (
+    _LIB
+    + _CURRENT
+    + """
+local clock = now()
+redis.call('HSET', KEYS[1], 'state', 'queued', 'queued_at', t(clock), 'worker', '')
+redis.call('HINCRBY', KEYS[1], 'handed_back', 1)
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('ZADD', KEYS[3], t(clock), ARGV[2])
+return 1
+"""
+)
+# not a failure: no error, no retry counted, the journal kept (the next attempt resumes from it)
 
 _HOLD = (
     _LIB
@@ -309,8 +348,10 @@ _REQUEST_RETRY = (
     + """
 if redis.call('HGET', KEYS[1], 'state') ~= 'failed' then return 0 end
 local clock = now()
+redis.call('HSET', KEYS[1], 'last_error_kind', redis.call('HGET', KEYS[1], 'error_kind') or '',
+  'last_error_message', redis.call('HGET', KEYS[1], 'error_message') or '')
 redis.call('HSET', KEYS[1], 'state', 'queued', 'error_kind', '', 'error_message', '', 'queued_at', t(clock),
-  'retries', 0, 'requeued', 0, 'resent', 0)
+  'retries', 0, 'outage_retries', 0, 'requeued', 0, 'resent', 0)
 redis.call('HDEL', KEYS[1], 'first_started_at')
 redis.call('ZADD', KEYS[2], t(clock), ARGV[1])
 if ARGV[2] == '1' then
@@ -366,6 +407,17 @@ JOURNAL_REFUSALS = {0: "a newer attempt owns the job", -1: "the journal was star
                     -2: "a round is missing before it", -3: "the journal is full"}  # fmt: skip
 
 
+async def answer_of(coro: Awaitable[Any]) -> Any:
+    """Its answer (redis-py types answers `bytes | str`; with `decode_responses` they are `str`,
+    and they are parsed into records where they are read); a lost Redis is `StoreUnavailable`."""
+    try:
+        return await coro
+    except ResponseError:
+        raise  # a command or script error is a bug, not an outage
+    except (RedisError, OSError) as exc:
+        raise StoreUnavailable(f"Redis unavailable: {exc}") from exc
+
+
 def _flat(fields: Mapping[str, Any]) -> str:
     """A hash update as the flat JSON list the scripts unpack into HSET."""
     flat: list[str] = []
@@ -397,7 +449,7 @@ class Store:
             name: client.register_script(source)
             for name, source in (("create", _CREATE_BATCH), ("claim", _CLAIM), ("finish", _FINISH), ("fail", _FAIL),
                                  ("hold", _HOLD), ("release", _RELEASE), ("sweep", _SWEEP), ("unsent", _UNSENT),
-                                 ("collected", _COLLECTED), ("request_retry", _REQUEST_RETRY),
+                                 ("collected", _COLLECTED), ("request_retry", _REQUEST_RETRY), ("hand_back", _HAND_BACK),
                                  ("journal_start", _JOURNAL_START), ("journal_append", _JOURNAL_APPEND),
                                  ("record_resume", _RECORD_RESUME))
         }  # fmt: skip
@@ -419,14 +471,7 @@ class Store:
         await self.redis.aclose()
 
     async def _run(self, coro: Awaitable[Any]) -> Any:
-        """Its answer (redis-py types answers `bytes | str`; with `decode_responses` they are `str`,
-        and they are parsed into records right here)."""
-        try:
-            return await coro
-        except ResponseError:
-            raise  # a command or script error is a bug, not an outage
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"Redis unavailable: {exc}") from exc
+        return await answer_of(coro)
 
     async def _script(self, name: str, keys_: Sequence[str], args: Sequence[Any]) -> Any:
         return await self._run(self._scripts[name](keys=list(keys_), args=list(args)))
@@ -551,20 +596,20 @@ class Store:
             "finish",
             [keys.job(job_id), keys.job_result(job_id), keys.batch_results(batch_id), keys.leases(),
              keys.dispatched(), keys.job_journal(job_id)],
-            [attempt, payload, _flat({**fields, "finished_at": time.time()}), keys.BATCH_TTL_S, job_id],
+            [attempt, payload, _flat(fields), keys.BATCH_TTL_S, job_id],
         )  # fmt: skip
         return bool(done)
 
     async def fail(self, job_id: str, attempt: int, *, retry_in_s: float | None, kind: str, message: str,
-                   fields: Mapping[str, Any]) -> bool:  # fmt: skip
+                   fields: Mapping[str, Any], counted: bool = True) -> bool:  # fmt: skip
         """Record a failed attempt: retrying in `retry_in_s` (the job is dispatched again: its retry
-        message is to be sent next), or, with None, failed for good. False when a newer attempt owns
-        the job."""
+        message is to be sent next), or, with None, failed for good. `counted`: the retry spends the
+        job's budget (`retries`); not when an outage the fleet paused on is to blame
+        (`outage_retries`). False when a newer attempt owns the job."""
         update: dict[str, Any] = {
             **fields,
             "error_kind": kind,
             "error_message": self.redact(message),
-            "finished_at": time.time(),
             "retry_in_s": round(retry_in_s, 1) if retry_in_s is not None else "",
         }
         if isinstance(update.get("diagnostics"), list):
@@ -573,7 +618,15 @@ class Store:
         done = await self._script(
             "fail",
             [keys.job(job_id), keys.leases(), keys.dispatched(), keys.job_journal(job_id)],
-            [attempt, str(state), _flat(update), job_id, retry_in_s or 0],
+            [attempt, str(state), _flat(update), job_id, retry_in_s or 0, "1" if counted else "0"],
+        )
+        return bool(done)
+
+    async def hand_back(self, job_id: str, attempt: int) -> bool:
+        """A worker stopping gives back the attempt it runs: the job is queued and dispatched again
+        (its message is to be sent next), nothing counted against it; False when it no longer owns it."""
+        done = await self._script(
+            "hand_back", [keys.job(job_id), keys.leases(), keys.dispatched()], [attempt, job_id]
         )
         return bool(done)
 
@@ -690,6 +743,29 @@ class Store:
             for stream, entries in answer or []
             for entry_id, fields in entries
         ]
+
+    async def own_pending(self, batch_id: str, consumer: str) -> list[ResultEntry]:
+        """Entries read by a collector of this name and never acknowledged: a collector restarted
+        under its name takes them over at once."""
+        stream, after = keys.batch_results(batch_id), "0"
+        entries: list[ResultEntry] = []
+        while True:
+            answer = await self._run(self.redis.xreadgroup(keys.COLLECTOR_GROUP, consumer, {stream: after},
+                                                           count=64))  # fmt: skip
+            read = [(entry_id, fields) for _, items in answer or [] for entry_id, fields in items]
+            if not read:
+                return entries
+            entries += [_entry(stream, entry_id, fields) for entry_id, fields in read if fields]
+            after = read[-1][0]
+
+    async def pending_results(self, batch_id: str) -> list[PendingResult]:
+        """Every entry of the batch read by some collector and not acknowledged yet."""
+        answer = await self._run(
+            self.redis.xpending_range(keys.batch_results(batch_id), keys.COLLECTOR_GROUP, min="-", max="+",
+                                      count=10_000)
+        )  # fmt: skip
+        return [PendingResult(batch_id, str(item["message_id"]), str(item["consumer"]),
+                              int(item["time_since_delivered"])) for item in answer or []]  # fmt: skip
 
     async def reclaim_results(self, batch_id: str, consumer: str, min_idle_ms: int) -> list[ResultEntry]:
         """Entries a dead collector read but never acknowledged, now owned by `consumer`."""

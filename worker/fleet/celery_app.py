@@ -18,6 +18,7 @@ from celery.signals import (
     worker_process_shutdown,
     worker_ready,
     worker_shutdown,
+    worker_shutting_down,
 )
 
 from worker.adapters.celery_config import TASK_NAME, create_app
@@ -56,6 +57,31 @@ def _close_runtime(**_: object) -> None:
     from worker.fleet.runtime import close_runtime
 
     close_runtime()
+
+
+HAND_BACK_SHARE = 0.6
+"""Of WORKER_SHUTDOWN_S, the share running jobs get to finish before they are handed back; the rest
+is for handing them back and closing the process's connections."""
+
+
+@worker_shutting_down.connect
+def _bound_the_shutdown(how: str = "Warm", **_: object) -> None:
+    """A worker asked to stop exits within WORKER_SHUTDOWN_S: at once nothing new starts and the jobs
+    waiting on a pause are handed back; at HAND_BACK_SHARE of it the attempts still running are
+    handed back (not failures: they resume on another worker from their last completed round).
+    Threads pool: the jobs run in this process. Prefork: in the children, which finish theirs."""
+    from worker.fleet.runtime import current_runtime
+
+    runtime = current_runtime()
+    if runtime is None:
+        return
+    if how != "Warm":  # cold: Celery cancels the tasks; give the jobs back first
+        runtime.hand_back()
+        return
+    runtime.drain()
+    timer = threading.Timer(settings.worker_shutdown_s * HAND_BACK_SHARE, runtime.hand_back)
+    timer.daemon = True
+    timer.start()
 
 
 _keeper: LeaseKeeper | None = None

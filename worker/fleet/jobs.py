@@ -4,15 +4,21 @@ Only the attempt that claimed the job may record its result (the store's scripts
 attempt overtaken by `retry` or by the lease sweep can run but cannot write; a duplicate delivery of
 a finished job, or of one running under a live lease, is dropped at the claim. Whether a failed
 attempt is retried is the retry policy's answer (`worker.fleet.retry`).
+
+Around the attempt, the fleet: no attempt starts while the fleet is paused on an outage (the job
+waits, held, before its claim: `worker.fleet.breaker`), and a worker stopping hands back the job it
+has not started, at once, and the attempt it runs, at its shutdown bound (`Stop`): queued again,
+not counted as a failure, resumed elsewhere from its last completed round.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from worker.adapters.journal import RedisJournal
 from worker.adapters.services import Services
@@ -20,12 +26,16 @@ from worker.adapters.store import Store
 from worker.agent.checks.verdict import verdict_of
 from worker.agent.loop import WriterResult
 from worker.errors import InternalError, RetryableError, RobotFleetError
+from worker.fleet.breaker import FleetBreaker
 from worker.fleet.logsink import Progress, RedisLogSink
 from worker.fleet.retry import POLICY, GiveUp, RetryIn, RetryPolicy
+from worker.fleet.runtime import Stop
 from worker.records import Claimed, JobRecord, Refused, Unknown
 from worker.spec import parse_spec
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -55,7 +65,20 @@ class Dropped:
     state: str
 
 
-JobOutcome = Finished | WillRetry | Dropped
+@dataclass(frozen=True)
+class HandedBack:
+    """The worker is stopping: the job is queued again (its message goes back to the broker);
+    `attempt` is the one handed back (0: none had started)."""
+
+    job_id: str
+    attempt: int
+
+
+JobOutcome = Finished | WillRetry | Dropped | HandedBack
+
+
+class _Stopped(Exception):
+    """The worker asked for its running attempts back."""
 
 
 def outcome_dict(outcome: JobOutcome) -> dict[str, Any]:
@@ -71,6 +94,8 @@ def outcome_dict(outcome: JobOutcome) -> dict[str, Any]:
                 "state": "duplicate" if state != "unknown" else "unknown",
                 "detail": state,
             }
+        case HandedBack(job_id, attempt):
+            return {"job_id": job_id, "state": "handed_back", "attempt": attempt}
 
 
 async def execute_job(
@@ -82,10 +107,16 @@ async def execute_job(
     progress: Progress,
     lease_s: float,
     policy: RetryPolicy = POLICY,
+    breaker: FleetBreaker | None = None,
+    stop: Stop | None = None,
 ) -> JobOutcome:
     """Run one attempt and record its outcome; a failure the policy gives up on raises the job's
     error (after it is recorded). The job is claimed first, so a failure while connecting the
     process's shared services (the MCP server down at start-up) is recorded against the attempt."""
+    if not await _admitted(breaker, stop, progress):
+        await store.release([job_id])
+        logger.info("job %s: handed back before it started (worker stopping)", job_id)
+        return HandedBack(job_id, 0)
     match await store.claim(job_id, worker_name, lease_s):
         case Unknown():
             logger.warning("job %s: unknown job, message dropped", job_id)
@@ -96,13 +127,53 @@ async def execute_job(
         case Claimed() as claim:
             logger.info("job %s: attempt %d started", job_id, claim.attempt)
     try:
-        result = await _attempt(store, get_services, claim, progress)
+        result = await _unless_stopped(_attempt(store, get_services, claim, progress), stop)
+    except _Stopped:
+        handed = await store.hand_back(job_id, claim.attempt)
+        logger.info("job %s: attempt %d handed back (worker stopping)%s", job_id, claim.attempt,
+                    "" if handed else "; a newer attempt owned it already")  # fmt: skip
+        return HandedBack(job_id, claim.attempt)
     except Exception as exc:
-        return await _record_failure(store, claim, exc, policy)
+        return await _record_failure(store, claim, exc, policy, breaker)
     written = await store.finish(job_id, claim.job.batch_id, claim.attempt, _result_payload(result),
                                  _fields(result))  # fmt: skip
+    if breaker is not None:
+        await breaker.succeeded()
     logger.info("job %s: attempt %d %s", job_id, claim.attempt, "succeeded" if written else "superseded")
     return Finished(job_id, claim.attempt, written)
+
+
+async def _admitted(breaker: FleetBreaker | None, stop: Stop | None, progress: Progress) -> bool:
+    """False when the worker is stopping before the job could start (it waited for a pause, or it
+    was taken from the pool's queue while the worker stopped)."""
+    if stop is not None and stop.draining.is_set():
+        return False
+    if breaker is None:
+        return True
+    return await breaker.admit(stop.draining if stop is not None else None, progress.wait)
+
+
+async def _unless_stopped(coro: Coroutine[Any, Any, T], stop: Stop | None) -> T:
+    """`coro`'s result; `_Stopped` when the worker asks for its attempts back first (the attempt is
+    cancelled: the rounds it completed are journaled, the one in flight is lost)."""
+    if stop is None:
+        return await coro
+    task = asyncio.ensure_future(coro)
+    stopper = asyncio.ensure_future(stop.handing_back.wait())
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        stopper.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    try:
+        return await task  # it may have ended while it was told
+    except (asyncio.CancelledError, Exception):
+        raise _Stopped() from None
 
 
 async def _attempt(
@@ -119,19 +190,24 @@ async def _attempt(
         return await services.write(spec, sink, journal)
 
 
-async def _record_failure(store: Store, claim: Claimed, exc: Exception, policy: RetryPolicy) -> WillRetry:
+async def _record_failure(
+    store: Store, claim: Claimed, exc: Exception, policy: RetryPolicy, breaker: FleetBreaker | None
+) -> WillRetry:
     """Record the failed attempt, retrying or failed as the policy answers; raise when failed."""
     job_id, attempt = claim.job.job_id, claim.attempt
     error = exc if isinstance(exc, RobotFleetError) else InternalError(f"{type(exc).__name__}: {exc}")
     if error is not exc:  # a bug, not a condition: record it (never leave the job `running`)
         logger.exception("job %s: attempt %d crashed", job_id, attempt)
-    decision = policy.decide(error, attempt=attempt, retries=claim.job.retries, age_s=_age(claim.job))
+    outage = breaker is not None and await breaker.failed(job_id, error)
+    decision = policy.decide(error, attempt=attempt, retries=claim.job.retries, age_s=_age(claim.job),
+                             outage=outage)  # fmt: skip
     countdown = decision.countdown if isinstance(decision, RetryIn) else None
     recorded = await store.fail(job_id, attempt, retry_in_s=countdown, kind=error.kind, message=error.message,
-                                fields={"diagnostics": error.diagnostics[-20:]})  # fmt: skip
+                                fields={"diagnostics": error.diagnostics[-20:]}, counted=not outage)  # fmt: skip
     match decision:
         case RetryIn(countdown) if recorded and isinstance(error, RetryableError):
-            logger.info("job %s: attempt %d will retry in %.1fs (%s)", job_id, attempt, countdown, error.kind)
+            logger.info("job %s: attempt %d will retry in %.1fs (%s%s)", job_id, attempt, countdown, error.kind,
+                        "; the fleet is paused on it: not counted" if outage else "")  # fmt: skip
             return WillRetry(job_id, attempt, error, countdown)
         case GiveUp(why):
             logger.info("job %s: attempt %d failed (%s; %s)", job_id, attempt, error.kind, why)
@@ -171,7 +247,7 @@ def _fields(result: WriterResult) -> dict[str, Any]:
         "prompt_tokens": result.usage.prompt_tokens,
         "completion_tokens": result.usage.completion_tokens,
         "cached_tokens": result.usage.cached_tokens,
-        "duration_s": round(result.duration_s, 3),
+        "attempt_s": round(result.duration_s, 3),
         "resumed_from_round": result.resumed_from,
         "resume_saved_tokens": saved.prompt_tokens + saved.completion_tokens,
     }

@@ -31,6 +31,8 @@ class Progress:
     round: int = 0
     tool: str = ""
     tokens: int = 0
+    waiting: str = ""
+    """What the job waits for before it starts (the fleet paused on an outage), or ""."""
     version: int = 0
 
     def __post_init__(self) -> None:
@@ -42,9 +44,13 @@ class Progress:
                 setattr(self, name, value)
             self.version += 1
 
+    def wait(self, why: str) -> None:
+        self.update(waiting=why)
+
     def snapshot(self) -> dict[str, int | str]:
         with self._lock:
-            return {"round": self.round, "tool": self.tool, "tokens": self.tokens, "version": self.version}
+            return {"round": self.round, "tool": self.tool, "tokens": self.tokens, "waiting": self.waiting,
+                    "version": self.version}  # fmt: skip
 
 
 class RedisLogSink:

@@ -17,14 +17,31 @@ from collections.abc import Coroutine
 from contextlib import AsyncExitStack
 from typing import Any, TypeVar
 
-from worker.adapters.services import Services, open_services
+from worker.adapters.circuits import Circuits
+from worker.adapters.services import Probe, Services, open_services
 from worker.adapters.store import Store
+from worker.fleet.breaker import FleetBreaker
+from worker.records import Dependency
 from worker.redact import redactor_for
 from worker.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+CLOSE_TIMEOUT_S = 5.0
+"""Closing the process's connections at shutdown waits this long at most (the MCP session's DELETE
+to a server that no longer answers must not hold a stopping worker)."""
+
+
+class Stop:
+    """A worker asked to stop. `draining`: nothing new starts (a job waiting on a pause, or not
+    started yet, is handed back at once); `handing_back`: running attempts are handed back too."""
+
+    def __init__(self) -> None:
+        self.draining = asyncio.Event()
+        self.handing_back = asyncio.Event()
 
 
 class ProcessRuntime:
@@ -35,8 +52,10 @@ class ProcessRuntime:
         self._thread.start()
         self._services: Services | None = None
         self._store: Store | None = None
+        self._breaker: FleetBreaker | None = None
         self._services_lock: asyncio.Lock | None = None
         self._stack = AsyncExitStack()
+        self.stop = Stop()
 
     @property
     def worker_name(self) -> str:
@@ -49,8 +68,30 @@ class ProcessRuntime:
             self._store = Store.from_url(self._settings.redis_url, redactor_for(self._settings))
         return self._store
 
+    @property
+    def breaker(self) -> FleetBreaker:
+        """The process's side of the fleet's pause on outages (`worker.fleet.breaker`)."""
+        if self._breaker is None:
+
+            async def probes() -> dict[Dependency, Probe]:
+                return dict((await self.services()).probes)
+
+            self._breaker = FleetBreaker(Circuits(self.store), probes, threshold=self._settings.fleet_pause_after,
+                                         holder=self.worker_name,
+                                         probe_timeout_s=max(self._settings.tool_timeout_s, 30.0))  # fmt: skip
+        return self._breaker
+
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    def drain(self) -> None:
+        """From any thread: nothing new starts; jobs waiting on a pause are handed back."""
+        self._loop.call_soon_threadsafe(self.stop.draining.set)
+
+    def hand_back(self) -> None:
+        """From any thread: running attempts are handed back (they resume on another worker)."""
+        self._loop.call_soon_threadsafe(self.stop.draining.set)
+        self._loop.call_soon_threadsafe(self.stop.handing_back.set)
 
     async def services(self) -> Services:
         """The shared services, opened on first use and kept open until the process ends."""
@@ -68,7 +109,7 @@ class ProcessRuntime:
                 await self._store.close()
 
         try:
-            self.submit(shutdown()).result(timeout=10)
+            self.submit(shutdown()).result(timeout=CLOSE_TIMEOUT_S)
         except Exception as exc:  # shutting down: report, never raise
             logger.warning("runtime shutdown: %s", exc)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -87,6 +128,12 @@ def get_runtime(settings: Settings) -> ProcessRuntime:
             _runtime = ProcessRuntime(settings)
             _runtime_pid = os.getpid()
         return _runtime
+
+
+def current_runtime() -> ProcessRuntime | None:
+    """This process's runtime if it has one (a prefork worker's main process runs no job)."""
+    with _runtime_lock:
+        return _runtime if _runtime is not None and _runtime_pid == os.getpid() else None
 
 
 def close_runtime() -> None:
