@@ -199,12 +199,26 @@ def collect(
             "--reclaim-idle", help="Seconds before a dead collector's unacknowledged results are taken over."
         ),
     ] = 30.0,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            help="This collector's name in the results group (default: collect@HOST). A collector started "
+            "again under a dead one's name takes over at once what it had read and not written.",
+        ),
+    ] = None,
 ) -> None:
-    """Write finished results as .robot files (atomic), update the manifest, acknowledge."""
+    """Write finished results as .robot files (atomic), update the manifest, acknowledge. Without
+    --follow: exit 1 when something is left uncollected (a file the filesystem refused, results
+    another collector holds, jobs of --batch not finished)."""
     from producer.fleet_cmds import collect as do_collect
 
     raise typer.Exit(
-        _run(do_collect(_settings(), batch, follow, output_dir, Console(), reclaim_idle_s=reclaim_idle))
+        _run(
+            do_collect(
+                _settings(), batch, follow, output_dir, Console(), reclaim_idle_s=reclaim_idle, name=name
+            )
+        )
     )
 
 

@@ -3,8 +3,15 @@
 For each entry: only the job's current, succeeded attempt is written; the file is written
 atomically, the manifest updated, the job marked collected, and only then the entry acknowledged.
 A collector that dies anywhere in between leaves the entry pending; the next one reclaims it and
-finishes idempotently (a file already holding the new text is not written again). A file a person
-edited since it was generated is never overwritten: the new text lands beside it as `.robot.new`.
+finishes idempotently (a file already holding the new text is not written again): at once when it
+starts under the dead one's name (`collect --name`, by default the host's), else once the entries
+sat idle `--reclaim-idle`. A file a person edited since it was generated is never overwritten: the
+new text lands beside it as `.robot.new`.
+
+The filesystem may refuse a write (permission, disk full, read-only, name too long): that entry
+stays pending and is tried again with backoff (1 s, 2 s, ... 30 s) while the others go on; the
+collector reports it once (a `WriteProblem`, and again when the reason changes or it is written)
+and never dies of it.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +43,8 @@ MANIFEST_FIGURES = ("calls", "calls_resolved", "calls_unverified", "calls_by_sou
 RECLAIM_IDLE_MS = 30_000
 RECLAIM_EVERY_S = 5.0
 NEW_SUFFIX = ".new"
+WRITE_RETRY_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+"""Waits before writing a refused file again (the last repeats)."""
 
 
 @dataclass(frozen=True)
@@ -48,8 +58,64 @@ class Collected:
     """True when the file was written as `.robot.new` next to a file a person edited."""
 
 
+@dataclass(frozen=True)
+class WriteProblem:
+    """The filesystem refused a result's file (or it was written after it had)."""
+
+    job_id: str
+    path: str
+    reason: str
+    """`Permission denied`, `No space left on device`, ... (and where, when not the file itself)."""
+    tries: int
+    retry_in_s: float | None
+    """None: written now (`reason` says what it had been), or given up (`gave_up`)."""
+    gave_up: bool = False
+
+    def line(self) -> str:
+        if self.gave_up:
+            return f"could not write {self.path}: {self.reason} (tried {self.tries} times; left pending)"
+        if self.retry_in_s is None:
+            return f"wrote {self.path} after {self.tries} failed tries ({self.reason})"
+        return f"could not write {self.path}: {self.reason}; trying again in {self.retry_in_s:.0f}s"
+
+
+class WriteRefused(Exception):
+    """The filesystem refused the file of a result (translated from the `OSError` where it is written)."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+@dataclass
+class _Refused:
+    entry: ResultEntry
+    due: float
+    tries: int
+    path: str
+    reason: str
+
+
 def consumer_name() -> str:
+    """A collector's name in the results group when the user gives none: unique to the process."""
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def host_collector_name() -> str:
+    """`collect`'s default name: the same after a restart on this host, so a collector started
+    again takes over at once what the one before it had read and not written."""
+    return f"collect@{socket.gethostname()}"
+
+
+def _reason(exc: OSError, path: Path) -> str:
+    """`Permission denied`, `No space left on device`, ... and where, when not the file itself (the
+    manifest's lock, a directory)."""
+    text = os.strerror(exc.errno) if exc.errno else str(exc)
+    where = exc.filename if isinstance(exc.filename, str) else ""
+    if where and Path(where) != path and not Path(where).name.startswith(f".{path.name}."):  # its temp file
+        return f"{text} (at {where})"
+    return text
 
 
 class Collector:
@@ -60,29 +126,89 @@ class Collector:
         output_override: Path | None = None,
         consumer: str | None = None,
         reclaim_idle_ms: int = RECLAIM_IDLE_MS,
+        on_problem: Callable[[WriteProblem], None] | None = None,
+        max_tries: int | None = None,
     ) -> None:
+        """`on_problem`: told when the filesystem refuses a file; `max_tries`: writes of one file
+        before the collector stops trying it (None: never; its entry stays pending either way)."""
         self._store = store
         self._override = output_override
         self._consumer = consumer or consumer_name()
         self._reclaim_idle_ms = reclaim_idle_ms
+        self._on_problem = on_problem or (lambda problem: None)
+        self._max_tries = max_tries
         self._last_reclaim = 0.0
         self._batches: dict[str, BatchRecord] = {}
+        self._own_taken: set[str] = set()
+        self._refused: dict[str, _Refused] = {}
+        self.given_up: dict[str, WriteProblem] = {}
+        """Entries it stopped trying (max_tries), by entry id."""
+
+    @property
+    def name(self) -> str:
+        return self._consumer
+
+    @property
+    def retrying(self) -> int:
+        """Files the filesystem refused, to be tried again."""
+        return len(self._refused)
 
     async def step(self, batch_ids: list[str], block_ms: int = 1000) -> list[Collected]:
-        """Collect what is available (reclaimed entries first); wait up to `block_ms` for new ones."""
+        """Collect what is available (its own and reclaimed entries first, then refused files that are
+        due again); wait up to `block_ms` for new ones (less when a refused file is due sooner)."""
         entries: list[ResultEntry] = []
+        for batch_id in batch_ids:
+            if batch_id not in self._own_taken:  # once: what this name read before a restart
+                self._own_taken.add(batch_id)
+                await self._store.ensure_group(batch_id)
+                entries += await self._store.own_pending(batch_id, self._consumer)
         if time.monotonic() - self._last_reclaim >= RECLAIM_EVERY_S:
             self._last_reclaim = time.monotonic()
             for batch_id in batch_ids:
                 await self._store.ensure_group(batch_id)
                 entries += await self._store.reclaim_results(batch_id, self._consumer, self._reclaim_idle_ms)
-        entries += await self._store.read_results(batch_ids, self._consumer, block_ms)
+        now = time.monotonic()
+        entries += [refused.entry for refused in self._refused.values() if refused.due <= now]
+        due = min((refused.due for refused in self._refused.values()), default=now + block_ms / 1000)
+        wait_ms = max(0, min(block_ms, int((due - now) * 1000)))
+        entries += await self._store.read_results(batch_ids, self._consumer, wait_ms)
         collected = []
-        for entry in entries:
-            done = await self.collect_entry(entry)
+        for entry in {entry.entry_id: entry for entry in entries}.values():
+            done = await self._try(entry)
             if done is not None:
                 collected.append(done)
         return collected
+
+    async def _try(self, entry: ResultEntry) -> Collected | None:
+        refused = self._refused.get(entry.entry_id)
+        if (refused is not None and refused.due > time.monotonic()) or entry.entry_id in self.given_up:
+            return None  # a refused file before its time (a reclaim handed its entry back early)
+        try:
+            done = await self.collect_entry(entry)
+        except WriteRefused as exc:
+            self._refuse(entry, refused, exc)
+            return None
+        if refused is not None:
+            del self._refused[entry.entry_id]
+            self._on_problem(WriteProblem(entry.job_id, refused.path, refused.reason, refused.tries, None))
+        return done
+
+    def _refuse(self, entry: ResultEntry, before: _Refused | None, exc: WriteRefused) -> None:
+        tries = (before.tries if before else 0) + 1
+        if self._max_tries is not None and tries >= self._max_tries:
+            self._refused.pop(entry.entry_id, None)
+            problem = WriteProblem(entry.job_id, str(exc.path), exc.reason, tries, None, gave_up=True)
+            self.given_up[entry.entry_id] = problem
+            self._on_problem(problem)
+            return
+        wait = WRITE_RETRY_S[min(tries - 1, len(WRITE_RETRY_S) - 1)]
+        self._refused[entry.entry_id] = _Refused(
+            entry, time.monotonic() + wait, tries, str(exc.path), exc.reason
+        )
+        logger.info("job %s: could not write %s (%s); trying again in %.0fs", entry.job_id, exc.path, exc.reason,
+                    wait)  # fmt: skip
+        if before is None or before.reason != exc.reason:
+            self._on_problem(WriteProblem(entry.job_id, str(exc.path), exc.reason, tries, wait))
 
     async def collect_entry(self, entry: ResultEntry) -> Collected | None:
         job = await self._store.job(entry.job_id)
@@ -105,7 +231,11 @@ class Collector:
             await self._store.mark_collected(entry.job_id, entry.attempt, {"output_path": "", "withheld": 1})
             await self._store.ack(entry)
             return Collected(entry.job_id, job.spec_id, entry.batch_id, None, False)
-        path, beside = await asyncio.to_thread(self._write, output_dir, job, result)
+        try:
+            path, beside = await asyncio.to_thread(self._write, output_dir, job, result)
+        except OSError as exc:
+            target = resolve_in_output(output_dir, job.target_path)
+            raise WriteRefused(target, _reason(exc, target)) from exc
         failpoint("collector.after_write")
         await self._store.mark_collected(
             entry.job_id, entry.attempt, {"output_path": str(path), "beside": int(beside)}

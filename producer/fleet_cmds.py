@@ -5,8 +5,10 @@ Each reads the settings it is given, talks to Redis through the store, and retur
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,21 +18,26 @@ from celery import Celery
 from rich.console import Console
 from rich.markup import escape
 
-from producer.collector import Collector
+from producer.collector import RECLAIM_EVERY_S, Collector, WriteProblem, host_collector_name
 from producer.console import ConsoleSink
 from producer.enqueue import Plan, new_batch_id, plan_batch, record_batch
-from producer.follow import BatchView, follow_batch, jobs_table, load_view
+from producer.follow import BatchView, follow_batch, jobs_table, load_view, problem_line
 from producer.local_redis import redis_answers
 from worker.adapters.celery_config import create_app, send_job
+from worker.adapters.circuits import Circuits, CircuitsView
 from worker.adapters.store import SOCKET_CONNECT_TIMEOUT_S, Store
 from worker.agent.events import Event, EventKind
 from worker.errors import PermanentError, RetryableError, RobotFleetError, StoreUnavailable
+from worker.records import JobState
 from worker.redact import redactor_for
 from worker.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 FOLLOW_BLOCK_MS = 1000
+ONE_SHOT_TRIES = 3
+"""`collect` without `--follow` writes a refused file this often (1 s, then 2 s apart) before it
+says so and exits 1; `--follow` and `run` never stop trying."""
 refused_note = "the jobs are recorded: a worker's lease sweep sends them within about two leases"
 RETRYABLE_KINDS = {cls.kind for cls in RetryableError.__subclasses__()} | {RetryableError.kind}
 PERMANENT_KINDS = {cls.kind for cls in PermanentError.__subclasses__()} | {PermanentError.kind}
@@ -129,11 +136,13 @@ async def run_batch(
         on_batch(batch_id)
     store = _store(settings)
     try:
-        view, collected = await follow_batch(store, batch_id, console, collector=Collector(store))
+        collector = Collector(store, on_problem=_printer(console))
+        view, collected = await follow_batch(store, batch_id, console, collector=collector)
+        fleet = await Circuits(store).read()
     finally:
         await store.close()
     console.print(f"batch [bold]{batch_id}[/]", highlight=False)
-    console.print(jobs_table(view, console.width, str(plan.output_dir.resolve())))
+    console.print(jobs_table(view, console.width, str(plan.output_dir.resolve()), fleet))
     beside = [item for item in collected if item.beside]
     for item in beside:
         console.print(f"[yellow]kept an edited file[/]: new version at {item.path}", highlight=False)
@@ -141,6 +150,15 @@ async def run_batch(
     if view.failed or view.not_verified:
         console.print(f"see why: robot-fleet status {batch_id}; retry: robot-fleet retry {batch_id}")
     return 1 if view.failed or plan.rejected or view.not_verified else 0
+
+
+def _printer(console: Console) -> Callable[[WriteProblem], None]:
+    return lambda problem: console.print(problem_line(problem), highlight=False, soft_wrap=True)
+
+
+def print_pauses(console: Console, fleet: CircuitsView) -> None:
+    for circuit in fleet.paused:
+        console.print(f"[yellow]{escape(circuit.describe(fleet.now))}[/]", highlight=False, soft_wrap=True)
 
 
 def summary_line(view: BatchView, rejected: int, output_dir: Path) -> str:
@@ -160,6 +178,9 @@ def summary_line(view: BatchView, rejected: int, output_dir: Path) -> str:
 async def status(settings: Settings, batch_id: str | None, as_json: bool, console: Console) -> int:
     store = _store(settings)
     try:
+        fleet = await Circuits(store).read()
+        if not as_json:
+            print_pauses(console, fleet)
         if batch_id is None:
             rows = []
             for bid in await store.batch_ids():
@@ -188,11 +209,12 @@ async def status(settings: Settings, batch_id: str | None, as_json: bool, consol
                 ],
                 "skipped": list(record.skipped),
                 "ignored": list(record.ignored),
+                "fleet": {str(circuit.dependency): circuit.shown(fleet.now) for circuit in fleet.circuits},
             }
             console.print_json(json.dumps(shown))
         else:
             console.print(f"batch [bold]{batch_id}[/]", highlight=False)
-            console.print(jobs_table(view, console.width, record.output_dir))
+            console.print(jobs_table(view, console.width, record.output_dir, fleet))
             for rejection in record.rejected:
                 console.print(f"[red]rejected[/] {escape(rejection.reason)}", highlight=False, soft_wrap=True)
         return 0
@@ -305,9 +327,18 @@ async def collect(
     console: Console,
     *,
     reclaim_idle_s: float = 30.0,
+    name: str | None = None,
 ) -> int:
+    """Write the results waiting; without `follow`, exit 1 when something is left uncollected (a file
+    the filesystem refused, results another collector holds, with `batch_id` jobs not finished)."""
     store = _store(settings)
-    collector = Collector(store, output_override=output_dir, reclaim_idle_ms=int(reclaim_idle_s * 1000))
+    collector = Collector(store, output_override=output_dir, reclaim_idle_ms=int(reclaim_idle_s * 1000),
+                          consumer=name or host_collector_name(), on_problem=_printer(console),
+                          max_tries=None if follow else ONE_SHOT_TRIES)  # fmt: skip
+    # results another collector read and holds are waited for until they are written or idle long
+    # enough to be taken over (the reclaim runs every RECLAIM_EVERY_S)
+    patience = time.monotonic() + reclaim_idle_s + RECLAIM_EVERY_S + 2.0
+    told = False
     try:
         while True:
             batch_ids = [batch_id] if batch_id else await store.batch_ids(limit=200)
@@ -320,10 +351,43 @@ async def collect(
                     else "not written (failing; WRITE_FAILING_SUITES=false)"
                 )
                 console.print(f"collected {item.job_id} → {where}{note}", highlight=False)
-            if not follow and not items:
-                return 0
+            if follow or items or collector.retrying:
+                continue
+            held = [entry for batch in batch_ids for entry in await store.pending_results(batch)
+                    if entry.consumer != collector.name]  # fmt: skip
+            if held and time.monotonic() < patience:
+                if not told:
+                    told = True
+                    owners = ", ".join(sorted({entry.consumer for entry in held}))
+                    console.print(f"waiting for {len(held)} results another collector ({escape(owners)}) read "
+                                  f"and has not written; taken over once idle {reclaim_idle_s:g}s",
+                                  highlight=False)  # fmt: skip
+                await asyncio.sleep(1.0)
+                continue
+            return await _left_uncollected(store, batch_ids, batch_id, collector, console)
     except RobotFleetError as exc:
         console.print(f"[red]collector stopped ({exc.kind}):[/] {exc.message}", highlight=False)
         return 1
     finally:
         await store.close()
+
+
+async def _left_uncollected(store: Store, batch_ids: list[str], batch_id: str | None, collector: Collector,
+                            console: Console) -> int:  # fmt: skip
+    """Say what a one-shot collect leaves behind; 1 when anything (0: all written)."""
+    pending_count = sum([len(await store.pending_results(batch)) for batch in batch_ids])
+    unfinished = 0
+    if batch_id is not None:  # a result read by no collector yet counts too (its job `succeeded`)
+        jobs = await store.jobs(await store.job_ids(batch_id), only=())
+        unfinished = sum(job.state.active for job in jobs)
+        pending_count = max(pending_count, sum(job.state is JobState.SUCCEEDED for job in jobs))
+    if pending_count:
+        refused = (
+            f" ({len(collector.given_up)} refused by the filesystem, above)" if collector.given_up else ""
+        )
+        console.print(f"[red]{pending_count} results not written{refused}[/]: run robot-fleet collect again "
+                      "(the entries stay pending, nothing is lost)", highlight=False)  # fmt: skip
+    if unfinished:
+        console.print(f"[yellow]{unfinished} jobs of {escape(batch_id or '')} not finished yet[/]: "
+                      "collect --follow writes their files as they finish", highlight=False)  # fmt: skip
+    return 1 if pending_count or unfinished else 0

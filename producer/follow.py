@@ -15,10 +15,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from producer.collector import Collected, Collector
+from producer.collector import Collected, Collector, WriteProblem
+from worker.adapters.circuits import Circuits, CircuitsView
 from worker.adapters.store import Store
 from worker.errors import retry_hint
-from worker.records import JobRecord, JobState
+from worker.records import Dependency, JobRecord, JobState, span
 
 POLL_BLOCK_MS = 500
 NO_WORKER_HINT_S = 15.0
@@ -67,8 +68,10 @@ async def load_view(store: Store, batch_id: str) -> BatchView:
 
 
 class BatchWatch:
-    """A batch's jobs kept up to date by re-reading only those not final yet: a 300-spec sprint
-    near its end costs a few reads a poll, not 300."""
+    """A batch's jobs kept up to date. Each poll reads the state and attempt of every job, and the
+    whole record only of those not final yet or changed since: a 300-spec sprint near its end
+    costs one pipelined read of two fields a job, not 300 records; and a job that looked final and
+    was sent again (`robot-fleet retry` from another terminal) is seen again."""
 
     def __init__(self, store: Store, batch_id: str, final: frozenset[JobState]) -> None:
         self._store = store
@@ -80,11 +83,14 @@ class BatchWatch:
     async def refresh(self) -> BatchView:
         if not self._ids:
             self._ids = await self._store.job_ids(self._batch_id)
-        stale = [
-            job_id
-            for job_id in self._ids
-            if job_id not in self._jobs or self._jobs[job_id].state not in self._final
+        known = [
+            job_id for job_id in self._ids if job_id in self._jobs and self._jobs[job_id].state in self._final
         ]
+        stale = [job_id for job_id in self._ids if job_id not in known]
+        for brief in await self._store.jobs(known, only=("attempt",)):
+            seen = self._jobs[brief.job_id]
+            if (brief.state, brief.attempt) != (seen.state, seen.attempt):
+                stale.append(brief.job_id)
         for record in await self._store.jobs(stale):
             self._jobs[record.job_id] = record
         return BatchView(self._batch_id, [self._jobs[job_id] for job_id in self._ids if job_id in self._jobs])
@@ -108,6 +114,8 @@ async def follow_batch(
         {JobState.COLLECTED, JobState.FAILED} | ({JobState.SUCCEEDED} if collector is None else set())
     )
     watch = BatchWatch(store, batch_id, final)
+    circuits = Circuits(store)
+    pauses = PauseNotes()
     view = await watch.refresh()
     columns = (
         TextColumn("[bold]{task.description}"),
@@ -124,17 +132,16 @@ async def follow_batch(
             else:
                 await asyncio.sleep(POLL_BLOCK_MS / 1000)
             view = await watch.refresh()
+            fleet = await circuits.read()
+            for line in pauses.changes(fleet):
+                progress.console.print(line, highlight=False)
             counts = view.counts
             done = sum(counts[state] for state in final)
-            detail = (
-                f"[green]{counts[JobState.COLLECTED] + counts[JobState.SUCCEEDED]} ok[/] "
-                f"[red]{counts[JobState.FAILED]} failed[/] [cyan]{counts[JobState.RUNNING]} running[/] "
-                f"{counts[JobState.QUEUED] + counts[JobState.RETRYING]} waiting  {view.tokens:,} tokens"
-            )
-            progress.update(bar, completed=done, detail=detail)
+            progress.update(bar, completed=done, detail=progress_detail(view, fleet, collector))
             if (
                 not hinted
                 and counts[JobState.QUEUED] == len(view.jobs)
+                and not fleet.paused
                 and time.monotonic() - started > NO_WORKER_HINT_S
             ):
                 hinted = True
@@ -146,15 +153,65 @@ async def follow_batch(
                 return view, collected
 
 
+def progress_detail(view: BatchView, fleet: CircuitsView, collector: Collector | None) -> str:
+    """`13 ok 0 failed 4 running 0 waiting  41,200 tokens`, then what holds jobs up: the fleet's
+    pause, the retries waiting and their kinds, files the filesystem refused."""
+    counts = view.counts
+    detail = (
+        f"[green]{counts[JobState.COLLECTED] + counts[JobState.SUCCEEDED]} ok[/] "
+        f"[red]{counts[JobState.FAILED]} failed[/] [cyan]{counts[JobState.RUNNING]} running[/] "
+        f"{counts[JobState.QUEUED] + counts[JobState.RETRYING]} waiting  {view.tokens:,} tokens"
+    )
+    if fleet.paused:
+        detail += " [yellow]· paused on " + ", ".join(c.dependency.label for c in fleet.paused) + "[/]"
+    kinds = Counter(job.error_kind for job in view.jobs if job.state is JobState.RETRYING and job.error_kind)
+    if kinds:
+        detail += (
+            " [yellow]· retrying: " + ", ".join(f"{kind} ×{n}" for kind, n in kinds.most_common()) + "[/]"
+        )
+    if collector is not None and collector.retrying:
+        detail += f" [red]· {collector.retrying} files refused by the filesystem[/]"
+    return detail
+
+
+class PauseNotes:
+    """One line when the fleet pauses on a dependency, one when it resumes."""
+
+    def __init__(self) -> None:
+        self._shown: dict[Dependency, float] = {}
+
+    def changes(self, fleet: CircuitsView) -> list[str]:
+        lines = []
+        for circuit in fleet.circuits:
+            if circuit.paused and self._shown.get(circuit.dependency) != circuit.opened_at:
+                self._shown[circuit.dependency] = circuit.opened_at
+                lines.append(
+                    f"[yellow]{escape(circuit.describe(fleet.now))}: no job starts until it answers[/]"
+                )
+            elif not circuit.paused and circuit.dependency in self._shown:
+                opened = self._shown.pop(circuit.dependency)
+                lines.append(f"[green]fleet resumed: {circuit.dependency.label} answers again "
+                             f"(paused {span(circuit.closed_at - opened)})[/]")  # fmt: skip
+        return lines
+
+
+def problem_line(problem: WriteProblem) -> str:
+    style = "green" if problem.retry_in_s is None and not problem.gave_up else "red"
+    return f"[{style}]{escape(problem.line())}[/]"
+
+
 WIDE = 150
 """From this many columns on, the table also shows attempts, rounds and time in columns of their own."""
 STATE_STYLES = {JobState.COLLECTED: "green", JobState.SUCCEEDED: "green", JobState.FAILED: "red",
                 JobState.RUNNING: "cyan"}  # fmt: skip
 
 
-def jobs_table(view: BatchView, width: int, output_dir: str | None = None) -> Table:
+def jobs_table(
+    view: BatchView, width: int, output_dir: str | None = None, fleet: CircuitsView | None = None
+) -> Table:
     """One row per job, readable at 80 columns: ids and states never split (they fold whole in a
-    narrow cell), output paths relative to the output tree, long text folded in the last column."""
+    narrow cell), output paths relative to the output tree, long text folded in the last column;
+    an unfinished job says what it waits for (`fleet`: the circuits, read with the jobs)."""
     wide = width >= WIDE
     table = Table(show_lines=False, box=None if width < 100 else box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("spec", no_wrap=True, overflow="ellipsis")
@@ -179,8 +236,8 @@ def jobs_table(view: BatchView, width: int, output_dir: str | None = None) -> Ta
             cells += [str(job.attempt), rounds_cell(job)]
         cells += [checks_cell(job, lines=not wide), tokens_cell(job, short=not wide)]
         if wide:
-            cells.append(f"{job.duration_s:.1f}s" if job.duration_s else "")
-        cells.append(note_cell(job, output_dir))
+            cells.append(time_cell(job, fleet))
+        cells.append(note_cell(job, output_dir, fleet))
         table.add_row(*cells)
     return table
 
@@ -223,9 +280,20 @@ def checks_cell(job: JobRecord, *, lines: bool = False) -> str:
     return ("\n" if lines else ", ").join(parts)
 
 
-def note_cell(job: JobRecord, output_dir: str | None = None) -> str:
+def time_cell(job: JobRecord, fleet: CircuitsView | None) -> str:
+    """The job's own clock: first claim to end; a job still at it, so far (`12.0s…`)."""
+    if job.duration_s:
+        return f"{job.duration_s:.1f}s"
+    if job.state.active and job.first_started_at and fleet is not None:
+        return f"{max(0.0, fleet.now - job.first_started_at):.1f}s…"
+    return ""
+
+
+def note_cell(job: JobRecord, output_dir: str | None = None, fleet: CircuitsView | None = None) -> str:
+    if job.state.active:
+        return waiting_note(job, fleet)
     if job.error_kind:
-        hint = retry_hint(job.error_kind) if job.state is JobState.FAILED else "will be retried"
+        hint = retry_hint(job.error_kind)
         return f"[red]{escape(job.error_kind)}[/]: {escape(job.error_message[:160])} [dim]({hint})[/]"
     note = escape(relative(job.output_path, output_dir))
     if job.withheld:
@@ -235,6 +303,31 @@ def note_cell(job: JobRecord, output_dir: str | None = None) -> str:
     if job.verdict == "failing" and job.state.has_suite:
         return f"{note} [red]({first_problem(job)})[/]" if note else f"[red]{first_problem(job)}[/]"
     return note
+
+
+def waiting_note(job: JobRecord, fleet: CircuitsView | None) -> str:
+    """What an unfinished job waits on: the fleet's pause, the last error and when the next attempt is
+    due (`mcp_unavailable: ... (attempt 2 failed; next in 14s)`), the error of the attempt before."""
+    parts = []
+    paused = fleet.paused if fleet is not None else ()
+    if paused and job.state is not JobState.RUNNING:
+        parts.append(
+            "[yellow]waiting: fleet paused on " + ", ".join(c.dependency.label for c in paused) + "[/]"
+        )
+    if job.state is JobState.RETRYING and job.error_kind:
+        due = (
+            f"; next in {max(0.0, job.retry_at - fleet.now):.0f}s"
+            if fleet and job.retry_at and not paused
+            else ""
+        )
+        parts.append(f"[red]{escape(job.error_kind)}[/]: {escape(job.error_message[:160])} "
+                     f"[dim](attempt {job.attempt} failed{due})[/]")  # fmt: skip
+    elif job.last_error_kind:
+        before = f"attempt {job.attempt - 1}" if job.state is JobState.RUNNING else "last attempt"
+        parts.append(
+            f"[dim]{before}:[/] [red]{escape(job.last_error_kind)}[/]: {escape(job.last_error_message[:160])}"
+        )
+    return "; ".join(parts)
 
 
 def relative(path: str, output_dir: str | None) -> str:

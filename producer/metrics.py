@@ -20,6 +20,10 @@ window). A scrape that cannot reach Redis answers `robot_fleet_store_up 0` and n
     robot_fleet_jobs_leased                                  jobs held by a live worker, fleet-wide
     robot_fleet_rate_limit_waits_total{budget}               requests that waited for a budget
     robot_fleet_rate_limit_wait_seconds_total{budget}
+    robot_fleet_paused{dependency}                           1 while the fleet is paused on an outage of
+                                                             `model` or `mcp` (no attempt starts)
+    robot_fleet_pauses_total{dependency}                     pauses so far
+    robot_fleet_paused_seconds_total{dependency}             seconds paused so far (the current pause too)
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
 from worker.adapters.celery_config import QUEUE
+from worker.adapters.circuits import Circuits, CircuitsView
 from worker.adapters.ratelimit import LLM_REQUESTS, LLM_TOKENS, MCP_REQUESTS
 from worker.adapters.store import Store
 from worker.errors import StoreUnavailable
@@ -89,6 +94,7 @@ class BatchFigures:
 class FleetSnapshot:
     batches: list[BatchFigures]
     counts: FleetCounts
+    fleet: CircuitsView
 
 
 def _int(value: str | None) -> int:
@@ -107,7 +113,7 @@ async def read_snapshot(store: Store, recent: int) -> FleetSnapshot:
         for job in await store.jobs(await store.job_ids(record.batch_id), only=JOB_FIELDS):
             figures.add_job(job)
         batches.append(figures)
-    return FleetSnapshot(batches, await store.fleet_counts(QUEUE, BUDGETS))
+    return FleetSnapshot(batches, await store.fleet_counts(QUEUE, BUDGETS), await Circuits(store).read())
 
 
 def batch_families(batches: list[BatchFigures]) -> Iterator[Metric]:
@@ -159,6 +165,23 @@ def fleet_families(snapshot: FleetSnapshot) -> Iterator[Metric]:
         waits.add_metric([budget], snapshot.counts.waits[budget])
         waited.add_metric([budget], snapshot.counts.waited_s[budget])
     yield from (waits, waited)
+    yield from pause_families(snapshot.fleet)
+
+
+def pause_families(fleet: CircuitsView) -> Iterator[Metric]:
+    paused = GaugeMetricFamily("robot_fleet_paused", "1 while the fleet is paused on an outage of the "
+                               "dependency: no attempt starts until it answers a probe.", labels=["dependency"])  # fmt: skip
+    pauses = CounterMetricFamily("robot_fleet_pauses", "Times the fleet paused on an outage of the "
+                                 "dependency.", labels=["dependency"])  # fmt: skip
+    seconds = CounterMetricFamily("robot_fleet_paused_seconds", "Seconds the fleet was paused on the "
+                                  "dependency (the current pause included).", labels=["dependency"])  # fmt: skip
+    for circuit in fleet.circuits:
+        name = str(circuit.dependency)
+        now_paused = fleet.now - circuit.opened_at if circuit.paused else 0.0
+        paused.add_metric([name], int(circuit.paused))
+        pauses.add_metric([name], circuit.pauses)
+        seconds.add_metric([name], circuit.paused_s + now_paused)
+    yield from (paused, pauses, seconds)
 
 
 class FleetCollector(Collector):
