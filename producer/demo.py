@@ -145,18 +145,22 @@ def run_demo(console: Console, output_dir: Path, *, keep: bool = False) -> int:
 
 
 def _hints(console: Console, redis_url: str, batch_id: str, *, keep: bool, private: bool) -> None:
-    prefix = f"REDIS_URL={redis_url} "
-    when = (
-        " (while the demo runs: use --keep, the private Redis stops with it)" if private and not keep else ""
-    )
-    console.print(f"\nlook further{when}:", highlight=False)
-    console.print(f"  {prefix}robot-fleet status            # batches", highlight=False)
-    console.print(f"  {prefix}robot-fleet status {batch_id}    # its jobs", highlight=False)
-    console.print(
-        f"  {prefix}robot-fleet logs {batch_id}:SHOP-130   # one job's model output", highlight=False
-    )
-    if not keep:
+    """What to try next, one short command a line (readable at 80 columns). Without --keep a private
+    Redis stops with the demo: its address would be a dead end, so only --keep is offered."""
+    if private and not keep:
         console.print(
-            "  robot-fleet demo --keep        # keep the fleet (and Flower) up to look around",
+            "\nto look around: robot-fleet demo --keep (the fleet, Flower and its Redis stay up, and it"
+            " prints the commands for them; this demo's Redis stops now)",
             highlight=False,
         )
+        return
+    console.print("\nlook further, in another terminal:", highlight=False)
+    lines = [
+        (f"export REDIS_URL={redis_url}", ""),
+        ("robot-fleet status", "batches"),
+        (f"robot-fleet status {batch_id}", "its jobs"),
+        (f"robot-fleet logs {batch_id}:SHOP-130", "one job's model output"),
+        (f"robot-fleet report {batch_id}", "the review page"),
+    ]
+    for command, what in lines:
+        console.print(f"  {command}" + (f"    # {what}" if what else ""), highlight=False, soft_wrap=True)

@@ -22,7 +22,7 @@ from rich.markup import escape
 from worker.adapters.mcp_tools import McpSession
 from worker.agent.checks.rules import as_dict
 from worker.agent.checks.scope import library_keywords, parse_resource
-from worker.agent.context import ContextCache, RepoContext
+from worker.agent.context import CONVENTION_PATH, ContextCache, RepoContext
 from worker.agent.tools import GuardedTools
 from worker.agent.writer import WriterConfig
 from worker.settings import Settings
@@ -109,6 +109,11 @@ def _as_json(context: RepoContext, needs: Needs, settings: Settings) -> dict[str
     return {
         "project_id": context.project_id,
         "ref": context.ref,
+        "convention": {
+            "path": CONVENTION_PATH,
+            "lines": len(context.convention.splitlines()),
+            "reviewed": settings.writer_review,
+        },
         "rules": as_dict(context.rules),
         "enforced": context.rules.describe(),
         "robocop": context.robocop.source if context.robocop else None,
@@ -120,11 +125,26 @@ def _as_json(context: RepoContext, needs: Needs, settings: Settings) -> dict[str
     }
 
 
+def _review_line(settings: Settings) -> str:
+    if not settings.writer_review:
+        return "the writer follows its prose; no reviewer checks it (WRITER_REVIEW=false)"
+    model = settings.openai_model_reviewer or settings.openai_model_writer
+    return f"the reviewer ({model}) checks each suite against it and the spec's criteria"
+
+
 def _print(console: Console, context: RepoContext, needs: Needs, settings: Settings) -> None:
     say = console.print
     say(f"project [bold]{escape(context.project_id)}[/] at ref {escape(context.ref or '(default branch)')}")
+    say(
+        f"convention: {escape(CONVENTION_PATH)}, {len(context.convention.splitlines())} lines",
+        highlight=False,
+    )
+    say(f"  {escape(_review_line(settings))}", highlight=False)
     rules = context.rules
-    say(f"rules file: {rules.source or 'none (only the static checks and Robocop apply)'}")
+    say(
+        f"rules file: {rules.source or 'none (.robot-fleet.toml: rules checked by code on every suite)'}",
+        highlight=False,
+    )
     lines = rules.describe()
     for line in lines:
         say(f"  - {escape(line)}", highlight=False)

@@ -18,6 +18,23 @@ from offline.fake_llm.words import raw_words, stem
 
 GHERKIN = re.compile(r"\b(Given|When|Then|And|But)\b")
 GHERKIN_ANY_CASE = re.compile(r"(?i)\b(given|when|then)\b")
+GHERKIN_LANGUAGES: dict[str, dict[str, tuple[str, ...]]] = {
+    # Gherkin's own step keywords (gherkin-languages.json) for a few languages a sprint is written in
+    "es": {"given": ("Dado que", "Dada", "Dados", "Dadas", "Dado"), "when": ("Cuando",), "then": ("Entonces",),
+           "and": ("Y", "E"), "but": ("Pero",)},
+    "fr": {"given": ("Étant donné que", "Étant donné", "Etant donné que", "Etant donné", "Sachant que", "Soit"),
+           "when": ("Lorsque", "Quand"), "then": ("Alors",), "and": ("Et",), "but": ("Mais",)},
+    "de": {"given": ("Angenommen", "Gegeben seien", "Gegeben sei"), "when": ("Wenn",), "then": ("Dann",),
+           "and": ("Und",), "but": ("Aber",)},
+    "pt": {"given": ("Dado que", "Dada", "Dados", "Dado"), "when": ("Quando",), "then": ("Então", "Entao"),
+           "and": ("E",), "but": ("Mas",)},
+    "it": {"given": ("Dato", "Data", "Dati", "Date"), "when": ("Quando",), "then": ("Allora",), "and": ("E",),
+           "but": ("Ma",)},
+    "nl": {"given": ("Gegeven", "Stel"), "when": ("Als", "Wanneer"), "then": ("Dan",), "and": ("En",),
+           "but": ("Maar",)},
+}  # fmt: skip
+"""A criterion written in one of these languages starts with its `given` (or `when`) keyword; its
+`and` words (`Y`, `Et`, `E`) are ordinary words in English text, so they split only such a criterion."""
 SUBJECT = re.compile(r'^\s*"([^"]+)"\s+\w')
 STEP_KEYS = ("action", "step", "description", "name")
 EXPECTED_KEYS = ("expected", "result", "expected_result")
@@ -107,13 +124,25 @@ def gherkin_parts(criterion: Any) -> list[tuple[str, str]]:
     if isinstance(criterion, Mapping):
         return [(k, str(criterion[k])) for k in ("given", "when", "then") if criterion.get(k)]
     text = str(criterion)
-    pattern = GHERKIN if GHERKIN.search(text) else GHERKIN_ANY_CASE
+    native = _native_keywords(text)
+    pattern = native[0] if native else GHERKIN if GHERKIN.search(text) else GHERKIN_ANY_CASE
     pieces = pattern.split(text)
     parts = [("then", pieces[0].strip(" ,;"))] if pieces[0].strip(" ,;") else []
     for keyword, body in zip(pieces[1::2], pieces[2::2], strict=True):
         if body.strip(" ,;"):
-            parts.append((keyword.lower(), body.strip(" ,;")))
+            parts.append((native[1][keyword] if native else keyword.lower(), body.strip(" ,;")))
     return parts
+
+
+def _native_keywords(text: str) -> tuple[re.Pattern[str], dict[str, str]] | None:
+    """The splitting pattern and keyword roles of the Gherkin language the criterion starts in."""
+    for keywords in GHERKIN_LANGUAGES.values():
+        role_of = {word: role for role, words in keywords.items() for word in words}
+        opening = [word for role in ("given", "when") for word in keywords[role]]
+        if any(re.match(rf"\s*{re.escape(word)}\b", text) for word in opening):
+            alternatives = "|".join(re.escape(word) for word in sorted(role_of, key=len, reverse=True))
+            return re.compile(rf"(?<!\w)({alternatives})(?!\w)"), role_of
+    return None
 
 
 def criterion_clauses(criterion: Any) -> list[Clause]:
