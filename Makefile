@@ -20,8 +20,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# The fault tests at full length (2-minute outages; CI runs them shorter: tests/reliability/lengths.py).
 reliability: $(STAMP)
-	$(BIN)/python -m pytest -q -m reliability tests/reliability $(PYTEST_ARGS)
+	RELIABILITY_LONG=1 $(BIN)/python -m pytest -q -m reliability tests/reliability $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
