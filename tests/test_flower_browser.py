@@ -78,7 +78,7 @@ def test_flower_tasks_page_shows_each_job_by_spec_id_and_batch_with_its_progress
 ) -> None:
     flower, base = start_flower(fleet)
     try:
-        directory = spec_dir(tmp_path, SPECS, {"SLOW-1.json": fault_spec("SLOW-1", chunk_latency=0.03),
+        directory = spec_dir(tmp_path, SPECS, {"SLOW-1.json": fault_spec("SLOW-1", chunk_latency=0.06),
                                                "P-9.json": fault_spec("P-9", fail_first=9, fail_status=400)})  # fmt: skip
         done = fleet.cli(
             "enqueue", str(directory), "--batch", "t-flower-ui", "--output-dir", str(tmp_path / "o")
