@@ -170,7 +170,8 @@ class Collector:
         now = time.monotonic()
         entries += [refused.entry for refused in self._refused.values() if refused.due <= now]
         due = min((refused.due for refused in self._refused.values()), default=now + block_ms / 1000)
-        wait_ms = max(0, min(block_ms, int((due - now) * 1000)))
+        # with entries in hand, only a glance at the stream; never BLOCK 0 (Redis: wait forever)
+        wait_ms = 1 if entries else max(1, min(block_ms, int((due - now) * 1000)))
         entries += await self._store.read_results(batch_ids, self._consumer, wait_ms)
         collected = []
         for entry in {entry.entry_id: entry for entry in entries}.values():
