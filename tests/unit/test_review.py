@@ -58,11 +58,13 @@ def failing(error: Exception) -> Turn:
     return turn
 
 
-def review(*turns: Turn, mode: str = "auto", spec: dict[str, Any] | None = None):
+def review(
+    *turns: Turn, mode: str = "auto", spec: dict[str, Any] | None = None, outage_retryable: bool = False
+):
     _WORKING_MODE.clear()
     model = ScriptedModel(list(turns), name="reviewer")
     tally, sink = ReviewTally(), ListSink()
-    reviewer = Reviewer(model, CONVENTION, spec or SPEC, sink, tally, mode)
+    reviewer = Reviewer(model, CONVENTION, spec or SPEC, sink, tally, mode, outage_retryable=outage_retryable)
     return asyncio.run(reviewer(SUITE, CallReport())), model, tally, sink
 
 
@@ -157,3 +159,16 @@ def test_no_usable_answer_leaves_the_review_not_run_with_its_reason(
     result, *_ = review(turn)
     assert result.outcome is Outcome.NOT_RUN
     assert result.diagnostics[0].startswith(reason), result.diagnostics
+
+
+def test_a_provider_still_unavailable_fails_the_attempt_when_the_job_would_be_retried() -> None:
+    """In the fleet, before a job's last attempt: the attempt is retried (and the fleet may pause on
+    the outage) instead of settling for an unreviewed suite; a refused format still is no outage."""
+    outage = ModelUnavailable("model server answered 503: down")
+    with pytest.raises(ModelUnavailable, match="503"):
+        review(*[failing(outage)] * 3, outage_retryable=True)
+    result, *_ = review(failing(ModelRequestRejected("response_format is not supported")),
+                        *[failing(ModelRequestRejected("tools are not supported"))] * 2,
+                        outage_retryable=True)  # fmt: skip
+    assert result.outcome is Outcome.NOT_RUN
+    assert result.diagnostics[0].startswith("review unavailable: the provider accepted no structured format")

@@ -60,11 +60,19 @@ class Services:
                 self._listed_epoch = epoch
             return self._listing
 
-    async def write(self, spec: Spec, sink: EventSink, journal: Journal | None = None) -> WriterResult:
+    async def write(
+        self,
+        spec: Spec,
+        sink: EventSink,
+        journal: Journal | None = None,
+        *,
+        review_outage_retryable: bool = False,
+    ) -> WriterResult:
         """The writer on `spec`, with this process's connections."""
         return await generate(
             spec, self.config, model=self.model, toolset=self.session, listing=await self.listing(),
             cache=self.cache, sink=sink, runner=self.runner, reviewer_model=self.reviewer, journal=journal,
+            review_outage_retryable=review_outage_retryable,
         )  # fmt: skip
 
 

@@ -109,6 +109,10 @@ class Reviewer:
     sink: EventSink
     tally: ReviewTally
     mode: str = "auto"
+    outage_retryable: bool = False
+    """The provider still unavailable after the in-place tries: True raises `ModelUnavailable` (the
+    job's attempt fails and is retried like any model call, resuming at the review); False records
+    the review as not run and the verdict `unreviewed` (the last attempt, or `robot-fleet write`)."""
 
     async def __call__(self, parsed: ParsedSuite, report: CallReport) -> StageResult:
         criteria = spec_criteria(self.spec)
@@ -144,6 +148,8 @@ class Reviewer:
                 return await self._in_mode(mode, messages)
             except ModelUnavailable as exc:
                 if attempt == REVIEW_ATTEMPTS - 1:
+                    if self.outage_retryable:
+                        raise
                     raise ReviewUnavailable(exc.message) from exc
                 wait = min(max(exc.retry_after or 0.0, REVIEW_BACKOFF_S[attempt]), MAX_RETRY_AFTER_S)
                 logger.info("reviewer unavailable (%s); asking again in %.1fs", exc.message, wait)

@@ -141,10 +141,13 @@ async def generate(
     runner: SuiteRunner | None = None,
     reviewer_model: ChatModel | None = None,
     journal: Journal | None = None,
+    review_outage_retryable: bool = False,
 ) -> WriterResult:
     """Write the suite for `spec`; raise a `RobotFleetError` saying why when it cannot. The reviewer
     model (None: the writer's) judges suites in a conversation of its own. With a `journal`, the
-    rounds a previous attempt completed are replayed instead of being asked again."""
+    rounds a previous attempt completed are replayed instead of being asked again.
+    `review_outage_retryable`: a reviewer still unavailable fails the attempt (it will be retried)
+    instead of leaving the suite unreviewed."""
     limits = config.limits
     try:
         async with asyncio.timeout(limits.timeout_s) as deadline:
@@ -163,7 +166,7 @@ async def generate(
             reviewer = None
             if config.review:
                 reviewer = Reviewer(reviewer_model or model, context.convention, shown_spec(spec), sink, tally,
-                                    config.review_mode)  # fmt: skip
+                                    config.review_mode, outage_retryable=review_outage_retryable)  # fmt: skip
             check = build_verifier(spec, config, context, tools, cache, runner, reviewer)
             given = await _given(spec, context, tools, cache, sink)
             result = await write_suite(spec, context, model, tools, sink, limits, check, given,

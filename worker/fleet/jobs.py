@@ -127,7 +127,8 @@ async def execute_job(
         case Claimed() as claim:
             logger.info("job %s: attempt %d started", job_id, claim.attempt)
     try:
-        result = await _unless_stopped(_attempt(store, get_services, claim, progress), stop)
+        retryable = policy.may_retry(attempt=claim.attempt, retries=claim.job.retries, age_s=_age(claim.job))
+        result = await _unless_stopped(_attempt(store, get_services, claim, progress, retryable), stop)
     except _Stopped:
         handed = await store.hand_back(job_id, claim.attempt)
         logger.info("job %s: attempt %d handed back (worker stopping)%s", job_id, claim.attempt,
@@ -177,8 +178,14 @@ async def _unless_stopped(coro: Coroutine[Any, Any, T], stop: Stop | None) -> T:
 
 
 async def _attempt(
-    store: Store, get_services: Callable[[], Awaitable[Services]], claim: Claimed, progress: Progress
+    store: Store,
+    get_services: Callable[[], Awaitable[Services]],
+    claim: Claimed,
+    progress: Progress,
+    retryable: bool,
 ) -> WriterResult:
+    """`retryable`: a failure of this attempt would be retried, so a review the provider cannot give
+    now fails the attempt (retried, resuming at the review) rather than leaving the suite unreviewed."""
     job = claim.job
     async with RedisLogSink(store, job.job_id, claim.attempt, progress) as sink:
         services = await get_services()
@@ -187,7 +194,7 @@ async def _attempt(
         spec = parse_spec(claim.spec_json.encode(), source=job.source or job.job_id,
                           max_bytes=2 * services.spec_max_bytes)  # fmt: skip
         journal = RedisJournal(store, job.job_id, claim.attempt) if services.journal else None
-        return await services.write(spec, sink, journal)
+        return await services.write(spec, sink, journal, review_outage_retryable=retryable)
 
 
 async def _record_failure(

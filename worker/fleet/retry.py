@@ -89,6 +89,11 @@ class RetryPolicy:
             return GiveUp(f"first tried {age_s / 60:.0f} min ago")
         return RetryIn(self.countdown(retries, error.retry_after))
 
+    def may_retry(self, *, attempt: int, retries: int, age_s: float) -> bool:
+        """Whether a retryable failure of attempt `attempt` would be retried (outside a pause): a stage
+        that could settle for less (the review) raises instead while it would."""
+        return attempt < self.max_attempts and retries < self.max_retries and age_s <= self.window_s
+
     def countdown(self, retries: int, retry_after: float | None) -> float:
         """Seconds before retry number `retries + 1`: exponential with "equal jitter" (half fixed, half
         random: 2-4 s, 4-8 s, ... 32-64 s), and never sooner than the server's Retry-After (capped)."""
