@@ -57,9 +57,23 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def _settings() -> Settings:
+    """The settings; a value that does not validate is one line a variable and exit code 2."""
+    from pydantic import ValidationError
+
     from worker.settings import Settings
 
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as exc:
+        from rich.markup import escape
+
+        console = Console(stderr=True)
+        for error in exc.errors():
+            name = str(error["loc"][0]).upper() if error["loc"] else "settings"
+            secret = any(word in name for word in ("KEY", "TOKEN", "PASSWORD", "AUTH"))
+            shown = name if secret else f"{name}={error.get('input')!r}"
+            console.print(f"[red]error (config):[/] {escape(shown)}: {escape(error['msg'])}", highlight=False)
+        raise typer.Exit(2) from None
 
 
 def _batch(specs_dir: Path, batch: str | None, output_dir: Path | None, pattern: str, recursive: bool,

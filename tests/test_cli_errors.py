@@ -40,3 +40,16 @@ def test_worker_refuses_to_start_without_a_project_to_read() -> None:
     done = cli("worker", GITLAB_PROJECT_ID="", REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
     assert done.returncode == 2
     assert "error (config): GITLAB_PROJECT_ID is not set" in " ".join(done.stderr.split())
+
+
+@pytest.mark.parametrize("command", ["status", "run", "worker", "rules"])
+def test_a_setting_that_does_not_validate_is_one_line_naming_it_and_exit_2(
+    tmp_path: Path, command: str
+) -> None:
+    done = cli(command, *([str(EXAMPLES / "specs")] if command == "run" else []), WRITER_MAX_ROUNDS="many",
+               FLEET_PAUSE_AFTER="1", OPENAI_API_KEY="sk-secret-value", GITLAB_PROJECT_ID="42")  # fmt: skip
+    text = " ".join(done.stderr.split())
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "error (config): WRITER_MAX_ROUNDS='many': Input should be a valid integer" in text
+    assert "error (config): FLEET_PAUSE_AFTER='1':" in text and "0 (no pause) or 2 or more" in text
+    assert "Traceback" not in done.stdout + done.stderr and "sk-secret-value" not in done.stdout + done.stderr

@@ -98,7 +98,8 @@ class Settings(BaseSettings):
     fleet_pause_after: int = Field(DEFAULT_PAUSE_AFTER, ge=0)
     """When this many different jobs in a row fail on the model provider (or on the MCP server),
     the fleet pauses: no new attempt starts until a probe finds it answering again, and the
-    attempts it fails meanwhile do not spend their job's retry budget. 0 turns the pause off."""
+    attempts it fails meanwhile do not spend their job's retry budget. 0 turns the pause off; 1 is
+    refused (one job failing on its own would pause everyone)."""
     writer_journal: bool = True
     """Journal each completed round of the writer in Redis, so that a new attempt of the job (after a
     worker died, a retryable failure, a redelivery) continues from the last one (WRITER_JOURNAL)."""
@@ -188,6 +189,13 @@ class Settings(BaseSettings):
             shlex.split(value)
         except ValueError as exc:
             raise ValueError(f"not valid shell syntax ({exc})") from exc
+        return value
+
+    @field_validator("fleet_pause_after")
+    @classmethod
+    def _not_one(cls, value: int) -> int:
+        if value == 1:
+            raise ValueError("1 would pause the whole fleet on any one job's failure: 0 (no pause) or 2 or more")
         return value
 
     def execute_options(self) -> list[str]:

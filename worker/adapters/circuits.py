@@ -117,6 +117,9 @@ class Circuits:
                                  ("close", _CLOSE), ("unlock", _UNLOCK))
         }  # fmt: skip
 
+    def redact(self, text: str) -> str:
+        return self._redact(text)
+
     async def _script(self, name: str, keys_: Sequence[str], args: Sequence[str | int | float]) -> object:
         return await answer_of(self._scripts[name](keys=list(keys_), args=list(args)))
 

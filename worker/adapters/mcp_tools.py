@@ -179,6 +179,9 @@ class McpSession:
         self._down_since: float | None = None
         """When the server stopped answering (a connection attempt failed), while it has not since."""
         self.connects = 0
+        self.answered_at = 0.0
+        """When the server last answered a request (monotonic; a tool error is an answer too): the
+        fleet's pause on MCP counts a job as proof the server works only when it answered during it."""
 
     @property
     def listing_epoch(self) -> int:
@@ -300,9 +303,12 @@ class McpSession:
             status = _HttpStatus()
             _http_status.set(status)
             try:
-                return await call(client)
+                answer = await call(client)
+                self.answered_at = time.monotonic()
+                return answer
             except MCPError as exc:
                 if _is_tool_error(exc, status):
+                    self.answered_at = time.monotonic()
                     raise
                 failure = translate_failure(exc, status, self.url, doing)
             except Exception as exc:

@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from worker.adapters.circuits import Circuits, CircuitsView
 from worker.errors import ModelUnavailable, RobotFleetError, StoreUnavailable, ToolServerUnavailable
@@ -101,15 +101,16 @@ class FleetBreaker:
             logger.warning(
                 "fleet paused on %s: %d different jobs failed on it in a row (the last, %s: %s: %s); no "
                 "attempt starts until it answers a probe, and the failures meanwhile spend no retry",
-                dependency.label, self._threshold, job_id, error.kind, error.message[:200],
+                dependency.label, self._threshold, job_id, error.kind, self._short(error.message),
             )  # fmt: skip
         return answer.open
 
-    async def succeeded(self) -> None:
-        """A job finished: failures before it are no longer in a row."""
-        if self.enabled:
+    async def succeeded(self, answered: Sequence[Dependency]) -> None:
+        """A job finished and these dependencies answered it: their failures before it are no longer
+        in a row. (A job served from cached reads says nothing about the MCP server.)"""
+        if self.enabled and answered:
             with contextlib.suppress(StoreUnavailable):
-                await self._circuits.succeeded(list(Dependency))
+                await self._circuits.succeeded(answered)
 
     async def admit(self, stop: asyncio.Event | None, on_wait: Callable[[str], None]) -> bool:
         """Return once no circuit is open (True: the job may start), or when `stop` is set while it
@@ -120,7 +121,13 @@ class FleetBreaker:
         while True:
             if stop is not None and stop.is_set():
                 return False
-            view = await self._current()
+            try:
+                view = await self._current()
+            except StoreUnavailable as exc:  # Redis away before any read: wait for it, as the claim will
+                logger.warning("could not read the fleet's circuits (%s); waiting for Redis", exc.message)
+                if await _stopped_within(stop, POLL_S):
+                    return False
+                continue
             self._note(view)
             paused = view.paused
             waiting_for = ", ".join(circuit.dependency.label for circuit in paused)
@@ -158,18 +165,29 @@ class FleetBreaker:
                 del self._seen[circuit.dependency]
                 logger.warning("fleet resumed: %s answers again", circuit.dependency.label)
 
+    def _short(self, message: str) -> str:
+        """A message for the log: masked first, then cut (a secret cut in two would escape the mask)."""
+        return self._circuits.redact(message)[:200]
+
     async def _probe(self, circuit: CircuitRecord) -> None:
+        try:
+            await self._probe_once(circuit)
+        except StoreUnavailable as exc:  # the next poll tries again
+            logger.warning("could not probe %s: Redis unavailable (%s)", circuit.dependency.label, exc.message)
+
+    async def _probe_once(self, circuit: CircuitRecord) -> None:
         dependency = circuit.dependency
         if not await self._circuits.lock_probe(dependency, self._holder, self._lock_ttl_s):
             return  # another worker probes
         try:
             try:
                 await (await self._probes())[dependency]()
-            except RobotFleetError as exc:  # still failing (or the services cannot open: same)
+            except Exception as raised:  # still failing (or the services cannot open: the same)
+                exc = raised if isinstance(raised, RobotFleetError) else _unexpected(raised)
                 failed = await self._circuits.probed(dependency, next_in_s=probe_interval(circuit.probes + 1),
                                                      kind=exc.kind, message=exc.message)  # fmt: skip
                 logger.info("%s still fails (probe %d: %s); next probe in %.0fs", dependency.label, failed,
-                            exc.message[:200], probe_interval(failed))  # fmt: skip
+                            self._short(exc.message), probe_interval(failed))  # fmt: skip
                 return
             paused = await self._circuits.close(dependency)
             if paused is not None:
@@ -180,6 +198,11 @@ class FleetBreaker:
             self._view = None
             with contextlib.suppress(StoreUnavailable):
                 await self._circuits.unlock_probe(dependency, self._holder)
+
+
+def _unexpected(exc: Exception) -> RobotFleetError:
+    logger.warning("probe raised %s: %s; counted as a failed probe", type(exc).__name__, exc)
+    return RobotFleetError(f"{type(exc).__name__}: {exc}")
 
 
 async def _stopped_within(stop: asyncio.Event | None, seconds: float) -> bool:

@@ -30,7 +30,7 @@ from worker.fleet.breaker import FleetBreaker
 from worker.fleet.logsink import Progress, RedisLogSink
 from worker.fleet.retry import POLICY, GiveUp, RetryIn, RetryPolicy
 from worker.fleet.runtime import Stop
-from worker.records import Claimed, JobRecord, Refused, Unknown
+from worker.records import Claimed, Dependency, JobRecord, Refused, Unknown
 from worker.spec import parse_spec
 
 logger = logging.getLogger(__name__)
@@ -126,8 +126,9 @@ async def execute_job(
             return Dropped(job_id, str(state))
         case Claimed() as claim:
             logger.info("job %s: attempt %d started", job_id, claim.attempt)
+    started = time.monotonic()
+    retryable = policy.may_retry(attempt=claim.attempt, retries=claim.job.retries, age_s=_age(claim.job))
     try:
-        retryable = policy.may_retry(attempt=claim.attempt, retries=claim.job.retries, age_s=_age(claim.job))
         result = await _unless_stopped(_attempt(store, get_services, claim, progress, retryable), stop)
     except _Stopped:
         handed = await store.hand_back(job_id, claim.attempt)
@@ -139,7 +140,8 @@ async def execute_job(
     written = await store.finish(job_id, claim.job.batch_id, claim.attempt, _result_payload(result),
                                  _fields(result))  # fmt: skip
     if breaker is not None:
-        await breaker.succeeded()
+        mcp_answered = (await get_services()).session.answered_at >= started
+        await breaker.succeeded([Dependency.MODEL, *([Dependency.MCP] if mcp_answered else [])])
     logger.info("job %s: attempt %d %s", job_id, claim.attempt, "succeeded" if written else "superseded")
     return Finished(job_id, claim.attempt, written)
 
