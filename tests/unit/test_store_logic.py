@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -140,3 +141,25 @@ def test_retry_policy_answers_retry_with_a_countdown_or_gives_up_at_each_cap() -
     assert isinstance(policy.decide(outage, attempt=2, retries=1, age_s=policy.window_s + 1), GiveUp)
     huge = policy.decide(ModelUnavailable("429", retry_after=10_000.0), attempt=1, retries=0, age_s=1)
     assert isinstance(huge, RetryIn) and huge.countdown == policy.retry_after_max_s
+
+
+def test_during_a_pause_a_retry_spends_no_budget_and_the_window_counts_from_the_resumption() -> None:
+    from worker.fleet.jobs import _age
+    from worker.records import JobRecord
+
+    policy = RetryPolicy()
+    outage = ModelUnavailable("503")
+    paused = policy.decide(
+        outage, attempt=3, retries=policy.max_retries, age_s=policy.window_s * 2, outage=True
+    )
+    assert isinstance(paused, RetryIn), "the outage's failure, not the job's: no cap but MAX_ATTEMPTS"
+    assert isinstance(
+        policy.decide(outage, attempt=policy.max_attempts, retries=0, age_s=1, outage=True), GiveUp
+    )
+    assert policy.may_retry(attempt=1, retries=0, age_s=1) is True
+    assert policy.may_retry(attempt=2, retries=policy.max_retries, age_s=1) is False
+    assert policy.may_retry(attempt=2, retries=0, age_s=policy.window_s + 1) is False
+    started_long_ago = JobRecord.parse({"first_started_at": str(time.time() - 3600)}, "b:S-1")
+    assert 3599 < _age(started_long_ago, resumed_at=0.0) < 3700
+    assert _age(started_long_ago, resumed_at=time.time() - 60) < 70, "a pause ended a minute ago"
+    assert _age(JobRecord.parse({}, "b:S-2"), resumed_at=0.0) == 0.0

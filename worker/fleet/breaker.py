@@ -112,6 +112,17 @@ class FleetBreaker:
             with contextlib.suppress(StoreUnavailable):
                 await self._circuits.succeeded(answered)
 
+    async def resumed_at(self) -> float:
+        """When the fleet last resumed after a pause (epoch seconds; 0: never, or unknown): a job's
+        retry window counts from then, so a long pause does not spend it."""
+        if not self.enabled:
+            return 0.0
+        try:
+            view = await self._current()
+        except StoreUnavailable:
+            return 0.0
+        return max((circuit.closed_at for circuit in view.circuits), default=0.0)
+
     async def admit(self, stop: asyncio.Event | None, on_wait: Callable[[str], None]) -> bool:
         """Return once no circuit is open (True: the job may start), or when `stop` is set while it
         waits (False). While it waits, `on_wait` is told what for (and "" when it may start)."""
@@ -173,7 +184,9 @@ class FleetBreaker:
         try:
             await self._probe_once(circuit)
         except StoreUnavailable as exc:  # the next poll tries again
-            logger.warning("could not probe %s: Redis unavailable (%s)", circuit.dependency.label, exc.message)
+            logger.warning(
+                "could not probe %s: Redis unavailable (%s)", circuit.dependency.label, exc.message
+            )
 
     async def _probe_once(self, circuit: CircuitRecord) -> None:
         dependency = circuit.dependency

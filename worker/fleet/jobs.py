@@ -127,7 +127,8 @@ async def execute_job(
         case Claimed() as claim:
             logger.info("job %s: attempt %d started", job_id, claim.attempt)
     started = time.monotonic()
-    retryable = policy.may_retry(attempt=claim.attempt, retries=claim.job.retries, age_s=_age(claim.job))
+    age_s = _age(claim.job, await breaker.resumed_at() if breaker is not None else 0.0)
+    retryable = policy.may_retry(attempt=claim.attempt, retries=claim.job.retries, age_s=age_s)
     try:
         result = await _unless_stopped(_attempt(store, get_services, claim, progress, retryable), stop)
     except _Stopped:
@@ -208,7 +209,8 @@ async def _record_failure(
     if error is not exc:  # a bug, not a condition: record it (never leave the job `running`)
         logger.exception("job %s: attempt %d crashed", job_id, attempt)
     outage = breaker is not None and await breaker.failed(job_id, error)
-    decision = policy.decide(error, attempt=attempt, retries=claim.job.retries, age_s=_age(claim.job),
+    age_s = _age(claim.job, await breaker.resumed_at() if breaker is not None else 0.0)
+    decision = policy.decide(error, attempt=attempt, retries=claim.job.retries, age_s=age_s,
                              outage=outage)  # fmt: skip
     countdown = decision.countdown if isinstance(decision, RetryIn) else None
     recorded = await store.fail(job_id, attempt, retry_in_s=countdown, kind=error.kind, message=error.message,
@@ -227,8 +229,12 @@ async def _record_failure(
     raise error from exc
 
 
-def _age(job: JobRecord) -> float:
-    return max(0.0, time.time() - job.first_started_at) if job.first_started_at else 0.0
+def _age(job: JobRecord, resumed_at: float) -> float:
+    """Seconds since the job's first attempt started, or since the fleet last resumed after a pause
+    when that is later (its retry window does not run while the fleet waits on an outage)."""
+    if not job.first_started_at:
+        return 0.0
+    return max(0.0, time.time() - max(job.first_started_at, resumed_at))
 
 
 FIGURES = ("calls", "calls_resolved", "calls_unverified", "reuse_share", "calls_by_source", "placeholders",
