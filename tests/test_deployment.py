@@ -294,6 +294,15 @@ def test_worker_is_scalable_no_container_name_and_no_published_ports():
     assert "network_mode" not in svc
 
 
+def test_worker_stop_grace_period_outlasts_its_bounded_warm_shutdown():
+    """Docker kills a container its grace period after SIGTERM (10 s by default): the worker must
+    have time to hand its jobs back (WORKER_SHUTDOWN_S) before that."""
+    from worker.settings import DEFAULT_SHUTDOWN_S
+
+    grace = str(service("worker")["stop_grace_period"])
+    assert grace.endswith("s") and float(grace[:-1]) >= DEFAULT_SHUTDOWN_S + 10
+
+
 def test_worker_runs_a_threads_pool_with_configurable_concurrency():
     args = [str(arg) for arg in service("worker")["command"]]
     assert args[0] == "worker"
