@@ -191,7 +191,10 @@ class Collector:
             return None
         if refused is not None:
             del self._refused[entry.entry_id]
-            self._on_problem(WriteProblem(entry.job_id, refused.path, refused.reason, refused.tries, None))
+            if done is not None and done.path is not None:  # else stale now: another collector wrote it
+                self._on_problem(
+                    WriteProblem(entry.job_id, refused.path, refused.reason, refused.tries, None)
+                )
         return done
 
     def _refuse(self, entry: ResultEntry, before: _Refused | None, exc: WriteRefused) -> None:

@@ -281,12 +281,13 @@ def checks_cell(job: JobRecord, *, lines: bool = False) -> str:
 
 
 def time_cell(job: JobRecord, fleet: CircuitsView | None) -> str:
-    """The job's own clock: first claim to end; a job still at it, so far (`12.0s…`)."""
-    if job.duration_s:
-        return f"{job.duration_s:.1f}s"
-    if job.state.active and job.first_started_at and fleet is not None:
-        return f"{max(0.0, fleet.now - job.first_started_at):.1f}s…"
-    return ""
+    """The job's own clock: first claim to end; a job still at it (again, after a retry: its
+    recorded duration is the earlier end's), so far (`12.0s…`)."""
+    if job.state.active:
+        if job.first_started_at and fleet is not None:
+            return f"{max(0.0, fleet.now - job.first_started_at):.1f}s…"
+        return ""
+    return f"{job.duration_s:.1f}s" if job.duration_s else ""
 
 
 def note_cell(job: JobRecord, output_dir: str | None = None, fleet: CircuitsView | None = None) -> str:
