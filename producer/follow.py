@@ -141,7 +141,7 @@ async def follow_batch(
             if (
                 not hinted
                 and counts[JobState.QUEUED] == len(view.jobs)
-                and not fleet.paused
+                and not any(not circuit.unprobed(fleet.now) for circuit in fleet.paused)
                 and time.monotonic() - started > NO_WORKER_HINT_S
             ):
                 hinted = True

@@ -438,6 +438,10 @@ class Dependency(StrEnum):
         return "the model provider" if self is Dependency.MODEL else "the MCP server"
 
 
+UNPROBED_AFTER_S = 60.0
+"""An open circuit whose probe is this late has no worker probing it (they probe every 5 s)."""
+
+
 class Circuit(StrEnum):
     CLOSED = "closed"
     OPEN = "open"
@@ -483,12 +487,20 @@ class CircuitRecord:
     def paused(self) -> bool:
         return self.circuit is Circuit.OPEN
 
+    def unprobed(self, now: float) -> bool:
+        """Open, and no worker has probed it for a while: none runs, or theirs have the pause off
+        (FLEET_PAUSE_AFTER=0). The next worker that has it on probes at once."""
+        return self.paused and now - self.next_probe_at > UNPROBED_AFTER_S
+
     def describe(self, now: float) -> str:
         """`fleet paused on the model provider for 1m20s (model_unavailable: ...); next probe in 8s`;
         `now` on the server's clock, as its times are."""
         error = f" ({self.last_kind}: {self.last_error[:160]})" if self.last_kind else ""
-        probe = max(0.0, self.next_probe_at - now)
-        return f"fleet paused on {self.dependency.label} for {span(now - self.opened_at)}{error}; next probe in {probe:.0f}s"
+        head = f"fleet paused on {self.dependency.label} for {span(now - self.opened_at)}{error}"
+        if self.unprobed(now):
+            return (f"{head}; no worker has probed it for {span(now - self.next_probe_at)} (none running, or"
+                    " FLEET_PAUSE_AFTER=0 on them)")  # fmt: skip
+        return f"{head}; next probe in {max(0.0, self.next_probe_at - now):.0f}s"
 
     def shown(self, now: float) -> dict[str, object]:
         """As `status --json` shows it."""
@@ -496,6 +508,7 @@ class CircuitRecord:
             "dependency": str(self.dependency), "circuit": str(self.circuit), "paused": self.paused,
             "paused_for_s": round(now - self.opened_at, 1) if self.paused else 0.0,
             "next_probe_in_s": round(max(0.0, self.next_probe_at - now), 1) if self.paused else None,
+            "unprobed": self.unprobed(now),
             "probes": self.probes, "last_kind": self.last_kind, "last_error": self.last_error,
             "reason": self.reason, "failing_in_a_row": self.failing, "pauses": self.pauses,
             "paused_s_total": round(self.paused_s, 1),

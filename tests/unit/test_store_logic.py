@@ -163,3 +163,17 @@ def test_during_a_pause_a_retry_spends_no_budget_and_the_window_counts_from_the_
     assert 3599 < _age(started_long_ago, resumed_at=0.0) < 3700
     assert _age(started_long_ago, resumed_at=time.time() - 60) < 70, "a pause ended a minute ago"
     assert _age(JobRecord.parse({}, "b:S-2"), resumed_at=0.0) == 0.0
+
+
+def test_an_open_circuit_no_worker_probes_says_so_instead_of_a_probe_that_never_comes() -> None:
+    from worker.records import CircuitRecord, Dependency
+
+    raw = {"circuit": "open", "opened_at": "1000", "next_probe_at": "1005", "last_kind": "model_unavailable",
+           "last_error": "model server answered 503"}  # fmt: skip
+    circuit = CircuitRecord.parse(Dependency.MODEL, raw)
+    assert circuit.describe(1003).endswith("; next probe in 2s") and not circuit.unprobed(1003)
+    assert circuit.unprobed(1100) and circuit.shown(1100)["unprobed"] is True
+    assert (
+        "no worker has probed it for 1m35s (none running, or FLEET_PAUSE_AFTER=0 on them)"
+        in circuit.describe(1100)
+    )
