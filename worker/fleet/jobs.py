@@ -128,7 +128,7 @@ async def execute_job(
             logger.info("job %s: attempt %d started", job_id, claim.attempt)
     started = time.monotonic()
     age_s = _age(claim.job, await breaker.resumed_at() if breaker is not None else 0.0)
-    retryable = policy.may_retry(attempt=claim.attempt, retries=claim.job.retries, age_s=age_s)
+    retryable = policy.may_retry(attempt=_tried(claim), retries=claim.job.retries, age_s=age_s)
     try:
         result = await _unless_stopped(_attempt(store, get_services, claim, progress, retryable), stop)
     except _Stopped:
@@ -210,7 +210,7 @@ async def _record_failure(
         logger.exception("job %s: attempt %d crashed", job_id, attempt)
     outage = breaker is not None and await breaker.failed(job_id, error)
     age_s = _age(claim.job, await breaker.resumed_at() if breaker is not None else 0.0)
-    decision = policy.decide(error, attempt=attempt, retries=claim.job.retries, age_s=age_s,
+    decision = policy.decide(error, attempt=_tried(claim), retries=claim.job.retries, age_s=age_s,
                              outage=outage)  # fmt: skip
     countdown = decision.countdown if isinstance(decision, RetryIn) else None
     recorded = await store.fail(job_id, attempt, retry_in_s=countdown, kind=error.kind, message=error.message,
@@ -227,6 +227,11 @@ async def _record_failure(
     if error is exc:
         raise exc
     raise error from exc
+
+
+def _tried(claim: Claimed) -> int:
+    """Attempts that count against MAX_ATTEMPTS: those a stopping worker handed back do not."""
+    return max(1, claim.attempt - claim.job.handed_back)
 
 
 def _age(job: JobRecord, resumed_at: float) -> float:
