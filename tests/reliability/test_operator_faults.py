@@ -35,16 +35,29 @@ DB = 0
 
 
 @pytest.fixture
-def fleet(
+def make_fleet(
     redis_server: LocalRedis, mcp_server: StandIn, fake_llm: StandIn, tmp_path: Path
-) -> Iterator[Fleet]:
-    url = redis_server.url.rsplit("/", 1)[0] + f"/{DB}"
-    fleet = Fleet(writer_env(mcp_server, fake_llm, knobs=MODEL_LATENCY, REDIS_URL=url, OPENAI_MAX_RETRIES="0"),
-                  url, tmp_path / "logs")  # fmt: skip
-    fleet.redis.flushdb()
-    fleet.start_worker("worker", "--pool", "threads", "--concurrency", "4")
-    yield fleet
-    fleet.stop_all()
+) -> Iterator[Callable[[str], Fleet]]:
+    """A fleet on this module's db (flushed) with a threads worker of 4, the model at `knobs`."""
+    fleets: list[Fleet] = []
+
+    def make(knobs: str) -> Fleet:
+        url = redis_server.url.rsplit("/", 1)[0] + f"/{DB}"
+        fleet = Fleet(writer_env(mcp_server, fake_llm, knobs=knobs, REDIS_URL=url, OPENAI_MAX_RETRIES="0"), url,
+                      tmp_path / "logs")  # fmt: skip
+        fleet.redis.flushdb()
+        fleets.append(fleet)
+        fleet.start_worker("worker", "--pool", "threads", "--concurrency", "4")
+        return fleet
+
+    yield make
+    for fleet in fleets:
+        fleet.stop_all()
+
+
+@pytest.fixture
+def fleet(make_fleet: Callable[[str], Fleet]) -> Fleet:
+    return make_fleet(MODEL_LATENCY)
 
 
 # -- retry while run follows the batch --------------------------------------------------------------
@@ -52,6 +65,9 @@ def fleet(
 REJECTED = 4
 """Specs whose first model request of each conversation is refused with a 400 (permanent: the job
 fails at once); their second attempt goes through, slower than the rest (it outlives them)."""
+LATENCY_S, REJECTED_LATENCY_S = 1.5, 4.0
+"""The model's latency: the rest of the batch lasts long enough for a `retry` started on a loaded
+machine to land while `run` follows it; the retried jobs' is longer still."""
 
 
 def state_counts(fleet: Fleet, batch_id: str) -> dict[str, int]:
@@ -62,9 +78,11 @@ def state_counts(fleet: Fleet, batch_id: str) -> dict[str, int]:
 
 
 def test_retry_from_another_terminal_while_run_follows_the_batch(
-    fleet: Fleet, tmp_path: Path, report: Callable[..., None], fake_llm: StandIn
+    make_fleet: Callable[[str], Fleet], tmp_path: Path, report: Callable[..., None], fake_llm: StandIn
 ) -> None:
-    rejected = {f"00-rejected-{n}.json": fault_spec(f"REJ-{n}", fail_first=1, fail_status=400, latency=2.0)
+    fleet = make_fleet(f"latency={LATENCY_S}")
+    rejected = {f"00-rejected-{n}.json": fault_spec(f"REJ-{n}", fail_first=1, fail_status=400,
+                                                    latency=REJECTED_LATENCY_S)
                 for n in range(1, REJECTED + 1)}  # fmt: skip
     out = tmp_path / "out"
     run = fleet.start("run", "run", str(spec_dir(tmp_path, SPECS, rejected)), "--batch", "t-retry-run",
@@ -73,9 +91,9 @@ def test_retry_from_another_terminal_while_run_follows_the_batch(
     ids = {f"{batch_id}:REJ-{n}" for n in range(1, REJECTED + 1)}
     wait_until(lambda: all(fleet.job(job_id).get("state") == "failed" for job_id in ids), 60,
                "the rejected jobs failed")  # fmt: skip
-    others_left = sum(job["state"] != "collected" for job in fleet.jobs(batch_id) if job["job_id"] not in ids)
-    assert others_left > 0 and run.alive(), "the retry comes while run still follows the batch"
     retried = fleet.cli("retry", batch_id, "--kind", "permanent")
+    others_left = sum(job["state"] != "collected" for job in fleet.jobs(batch_id) if job["job_id"] not in ids)
+    assert others_left > 0 and run.alive(), "the retry landed while run still followed the batch"
     assert retried.returncode == 0, retried.stdout + retried.stderr
     assert f"{REJECTED} failed jobs of {batch_id} sent again" in retried.stdout
     code = run.process.wait(timeout=180)
@@ -108,7 +126,8 @@ def test_retry_from_another_terminal_while_run_follows_the_batch(
                "failed for good with a 400, then sent again (second attempt slower than the rest)",
            jobs=len(jobs), failed_then_retried=REJECTED, collected=len(jobs), run_exit_code=code,
            retried_done_after_the_rest_s=round(outlived_s, 1), table_rows_matching_store=len(shown),
-           files_written_once=len(jobs), model_400s=sum(c["faults"] for c in conversations))  # fmt: skip
+           files_written_once=len(jobs), model_400s=sum(c["faults"] for c in conversations),
+           others_unfinished_at_retry=others_left)  # fmt: skip
 
 
 def final_table(text: str, jobs: list[dict[str, str]]) -> dict[str, tuple[str, str, str, str]]:
