@@ -5,16 +5,21 @@ Settings are read once, here, when the worker starts; see `worker.adapters.celer
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 from celery import Task
+from celery.exceptions import Reject
 from celery.signals import (
     after_setup_logger,
     after_setup_task_logger,
     task_received,
+    worker_process_init,
     worker_process_shutdown,
     worker_ready,
     worker_shutdown,
@@ -62,6 +67,24 @@ def _close_runtime(**_: object) -> None:
 HAND_BACK_SHARE = 0.6
 """Of WORKER_SHUTDOWN_S, the share running jobs get to finish before they are handed back; the rest
 is for handing them back and closing the process's connections."""
+HAND_BACK_SIGNAL = signal.SIGUSR2
+"""What a prefork worker's main process sends its children to have their attempts handed back
+(Celery and billiard use SIGUSR1 and SIGTERM in the children, not this one)."""
+
+
+class HandBackLogFilter(logging.Filter):
+    """Celery logs a task's `Reject` as a warning with its traceback; a job handed back by a worker
+    stopping is no error: one INFO line, no traceback (tasks.py rejects with requeue only for that)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, Reject) and getattr(exc, "requeue", False):  # the stubs lack it
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
+        return True
+
+
+logging.getLogger("celery.app.trace").addFilter(HandBackLogFilter())
 
 
 @worker_shutting_down.connect
@@ -69,19 +92,45 @@ def _bound_the_shutdown(how: str = "Warm", **_: object) -> None:
     """A worker asked to stop exits within WORKER_SHUTDOWN_S: at once nothing new starts and the jobs
     waiting on a pause are handed back; at HAND_BACK_SHARE of it the attempts still running are
     handed back (not failures: they resume on another worker from their last completed round).
-    Threads pool: the jobs run in this process. Prefork: in the children, which finish theirs."""
+    Threads pool: the jobs run in this process. Prefork: in the children, which Celery lets finish
+    their tasks however long they take; at the same share of the bound this (main) process asks
+    them with HAND_BACK_SIGNAL for their attempts back."""
     from worker.fleet.runtime import current_runtime
 
     runtime = current_runtime()
-    if runtime is None:
-        return
+    hand_back = runtime.hand_back if runtime is not None else _children_hand_back
     if how != "Warm":  # cold: Celery cancels the tasks; give the jobs back first
-        runtime.hand_back()
+        hand_back()
         return
-    runtime.drain()
-    timer = threading.Timer(settings.worker_shutdown_s * HAND_BACK_SHARE, runtime.hand_back)
+    if runtime is not None:
+        runtime.drain()
+    timer = threading.Timer(settings.worker_shutdown_s * HAND_BACK_SHARE, hand_back)
     timer.daemon = True
     timer.start()
+
+
+def _children_hand_back() -> None:
+    """In a prefork worker's main process: every pool child hands back the attempt it runs."""
+    from billiard.process import active_children
+
+    for child in active_children():
+        if child.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, HAND_BACK_SIGNAL)
+
+
+@worker_process_init.connect
+def _hand_back_when_asked(**_: object) -> None:
+    """In a prefork child: HAND_BACK_SIGNAL from the main process hands back the attempt it runs."""
+    signal.signal(HAND_BACK_SIGNAL, _hand_back_here)
+
+
+def _hand_back_here(signum: int, frame: object) -> None:
+    from worker.fleet.runtime import current_runtime
+
+    runtime = current_runtime()
+    if runtime is not None:
+        runtime.hand_back()
 
 
 _keeper: LeaseKeeper | None = None
