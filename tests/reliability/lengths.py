@@ -16,3 +16,5 @@ MCP_OUTAGE_S = 120.0 if LONG else 40.0
 READ_ONLY_S = 30.0 if LONG else 10.0
 SPECS = sorted((EXAMPLES / "specs").glob("*.json"))[: None if LONG else 12]
 MODEL_LATENCY = "latency=1.5" if LONG else "latency=0.5"
+REDIS_OUTAGE_S = 60.0 if LONG else 20.0
+"""Redis stopped this long under a running `run` (issue 16 met a minute's outage)."""

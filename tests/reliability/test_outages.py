@@ -1,5 +1,6 @@
 """Issue 6, items 2 and 4: the MCP server down for 20 s mid-batch, and Redis restarted mid-batch
-(AOF on, as in the compose file). Real worker, `run` as a user runs it, both stand-ins over HTTP."""
+(AOF on, as in the compose file); issue 16, item 5: Redis away for a long outage (a minute with
+RELIABILITY_LONG=1) under `run`. Real worker, `run` as a user runs it, both stand-ins over HTTP."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from producer.local_redis import LocalRedis, free_port
 from producer.procs import Child, port_open, robot_fleet_command, start_child
 from tests.conftest import EXAMPLES, StandIn, writer_env
 from tests.fleet_harness import Fleet, wait_until
+from tests.reliability.lengths import REDIS_OUTAGE_S
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
@@ -102,3 +104,73 @@ def test_redis_restarted_mid_batch_with_aof(
         fleet.stop_all()
         server.stop()
         shutil.rmtree(tmp_path / "redis-aof", ignore_errors=True)
+
+
+RESUME_BOUND_S = 8.0
+"""After Redis is back, a worker claims its next job within this (kombu's default backoff left the
+workers idle ~15 s after a minute's outage)."""
+
+
+def test_redis_down_for_a_long_outage_under_run(
+    tmp_path: Path, mcp_server: StandIn, fake_llm: StandIn, report: Callable[..., None]
+) -> None:
+    server = LocalRedis(directory=tmp_path / "redis-long", appendonly=True).start()
+    env = writer_env(mcp_server, fake_llm, knobs="latency=0.5", REDIS_URL=server.url, OPENAI_MAX_RETRIES="0",
+                     WORKER_LEASE_S="6")  # fmt: skip
+    fleet = Fleet(env, server.url, tmp_path / "logs")
+    try:
+        worker = fleet.start_worker("worker", "--pool", "threads", "--concurrency", "4")
+        out = tmp_path / "out"
+        run = fleet.start(
+            "run", "run", str(EXAMPLES / "specs"), "--batch", "t-redis-long", "--output-dir", str(out)
+        )
+        batch_id = fleet.latest_batch()
+        wait_until(lambda: count_state(fleet, batch_id, "collected") >= 3, 60, "first files collected")
+        before = fleet.jobs(batch_id)
+        running = sum(job.get("state") == "running" for job in before)
+        waiting = sum(job.get("state") in ("queued", "retrying") for job in before)
+        assert waiting >= 1, "jobs left to claim once Redis is back"
+        run_log_at_stop = len(run.log_text())
+        server.stop()  # SIGTERM: Redis writes its AOF and exits
+        down_wall = time.time()
+        time.sleep(REDIS_OUTAGE_S)
+        assert run.alive(), f"run died {REDIS_OUTAGE_S:.0f} s into the outage: {run.log_text()[-2000:]}"
+        printed_in_outage = run.log_text()[run_log_at_stop:]
+        server.start()
+        up_wall, up_at = time.time(), time.monotonic()
+        assert run.process.wait(timeout=240) == 0, run.log_text()[-3000:]
+        done_after_s = time.monotonic() - up_at
+        jobs = fleet.assert_written_once(batch_id, out, len(SPECS))
+        assert len(sorted(out.rglob("*.robot"))) == len(SPECS), "nothing duplicated: one file per spec"
+        claims_after = [
+            float(job["started_at"]) - up_wall for job in jobs if float(job["started_at"]) > up_wall
+        ]
+        assert claims_after, "some job was claimed after Redis came back"
+        first_claim_s = min(claims_after)
+        assert first_claim_s < RESUME_BOUND_S, f"first claim {first_claim_s:.1f} s after Redis came back"
+        spanned = []
+        for job in jobs:  # the job's own clock: first claim to finish, the outage included
+            first, finished = float(job["first_started_at"]), float(job["finished_at"])
+            assert abs(float(job["duration_s"]) - (finished - first)) < 1.0, job
+            in_outage = min(finished, up_wall) - max(first, down_wall)
+            if in_outage > 0:
+                spanned.append((float(job["duration_s"]), in_outage))
+                assert float(job["duration_s"]) >= in_outage, (job["spec_id"], job["duration_s"], in_outage)
+        assert spanned, "some job ran across the outage"
+        log = worker.log_text()
+        assert "Traceback" not in log and "raised unexpected" not in log, log[-4000:]
+        run_log = run.log_text()
+        assert "Traceback" not in run_log and "error (" not in run_log, run_log[-3000:]
+        report(16, f"Redis (AOF) down {REDIS_OUTAGE_S:.0f} s under `run` ({len(SPECS)} specs, {running} running, "
+               f"{waiting} waiting)", jobs=len(jobs), collected=len(jobs), lost=0, duplicated=0,
+               run_exit=0, run_lines_in_outage=len(printed_in_outage.strip().splitlines()),
+               first_claim_after_back_s=round(first_claim_s, 1),
+               jobs_across_outage=len(spanned), longest_across_s=round(max(d for d, _ in spanned), 1),
+               attempts_retried=sum(int(job["attempt"]) - 1 for job in jobs),
+               resent_by_lease=sum(int(job.get("requeued", 0)) for job in jobs),
+               retries_counted=sum(int(job.get("retries", 0)) for job in jobs),
+               batch_done_after_back_s=round(done_after_s, 1), worker_tracebacks=0)  # fmt: skip
+    finally:
+        fleet.stop_all()
+        server.stop()
+        shutil.rmtree(tmp_path / "redis-long", ignore_errors=True)
