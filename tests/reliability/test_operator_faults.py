@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -277,7 +278,7 @@ def test_a_collector_killed_on_a_read_only_folder_is_taken_over_at_once_and_coll
         follower = start_as(as_a_user, fleet, "collect-follow", "collect", "--follow", "--batch", batch_id)
         wait_until(lambda: len(REFUSED.findall(follower.log_text())) == TAKEOVER_SPECS, 30,
                    "the collector told of every refused file")  # fmt: skip
-        follower.signal(9)
+        follower.signal(signal.SIGKILL)
         assert follower.process.wait(timeout=10) == -9
         held = fleet.redis.xpending(keys.batch_results(batch_id), keys.COLLECTOR_GROUP)
         assert held["pending"] == TAKEOVER_SPECS, held
