@@ -22,6 +22,7 @@ app = typer.Typer(
     name="robot-fleet",
     help="Batch-generate Robot Framework tests from spec files on a Celery fleet.",
     no_args_is_help=True,
+    rich_markup_mode="markdown",  # a docstring's line breaks are not kept: paragraphs fold to the width
     add_completion=False,
 )
 
@@ -222,9 +223,10 @@ def collect(
         ),
     ] = None,
 ) -> None:
-    """Write finished results as .robot files (atomic), update the manifest, acknowledge. Without
-    --follow: exit 1 when something is left uncollected (a file the filesystem refused, results
-    another collector holds, jobs of --batch not finished)."""
+    """Write finished results as .robot files (atomic), update the manifest, acknowledge.
+
+    Without --follow it exits 1 when something is left uncollected: a file the filesystem refused,
+    results another collector holds, jobs of the batch not finished."""
     from producer.fleet_cmds import collect as do_collect
 
     raise typer.Exit(

@@ -102,7 +102,8 @@ def test_retry_brings_a_failed_job_to_success(fleet: Fleet, tmp_path: Path) -> N
 
 
 def test_logs_follow_shows_a_running_jobs_tokens_as_they_come(fleet: Fleet, tmp_path: Path) -> None:
-    directory = spec_dir(tmp_path, [], {"L-1.json": fault_spec("L-1", chunk_latency=0.02)})
+    # slow enough to outlast the follower's start (a warm worker answers this spec in one round)
+    directory = spec_dir(tmp_path, [], {"L-1.json": fault_spec("L-1", latency=2.0, chunk_latency=0.05)})
     done = fleet.cli("enqueue", str(directory), "--batch", "t-logs", "--output-dir", str(tmp_path / "out"))
     job_id = f"{done.stdout.strip().splitlines()[-1]}:L-1"
     follower = subprocess.Popen([sys.executable, "-m", "producer.cli", "logs", job_id, "--follow"],

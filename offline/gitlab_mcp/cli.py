@@ -45,7 +45,7 @@ def serve(
     ] = None,
     auth_header: Annotated[
         str,
-        typer.Option("--auth-header", help="Authorization takes 'Bearer <token>'; others the raw token."),
+        typer.Option("--auth-header", help="Authorization takes 'Bearer TOKEN'; others the raw token."),
     ] = DEFAULT_AUTH_HEADER,
     rpm: Annotated[
         int | None, typer.Option("--rpm", min=1, help="Requests per --rate-window per client IP on /mcp.")
