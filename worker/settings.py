@@ -195,7 +195,9 @@ class Settings(BaseSettings):
     @classmethod
     def _not_one(cls, value: int) -> int:
         if value == 1:
-            raise ValueError("1 would pause the whole fleet on any one job's failure: 0 (no pause) or 2 or more")
+            raise ValueError(
+                "1 would pause the whole fleet on any one job's failure: 0 (no pause) or 2 or more"
+            )
         return value
 
     def execute_options(self) -> list[str]:
