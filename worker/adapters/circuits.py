@@ -18,21 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from worker import keys
-from worker.adapters.store import Redactor, Store, answer_of
+from worker.adapters.store import LUA_CLOCK, Redactor, Store, answer_of
 from worker.records import CircuitRecord, Dependency
 
-_CLOCK = """
-local function now()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) + tonumber(t[2]) / 1000000
-end
-local function t(seconds)
-  return string.format('%.6f', seconds)
-end
-"""
-
 _FAILED = (
-    _CLOCK
+    LUA_CLOCK
     + """
 local clock = now()
 redis.call('HSET', KEYS[1], 'last_kind', ARGV[5], 'last_error', ARGV[6], 'last_failure_at', t(clock))
@@ -56,7 +46,7 @@ return 1
 """
 
 _PROBED = (
-    _CLOCK
+    LUA_CLOCK
     + """
 if redis.call('HGET', KEYS[1], 'circuit') ~= 'open' then return -1 end
 redis.call('HSET', KEYS[1], 'next_probe_at', t(now() + tonumber(ARGV[1])), 'last_kind', ARGV[2], 'last_error', ARGV[3])
@@ -65,7 +55,7 @@ return redis.call('HINCRBY', KEYS[1], 'probes', 1)
 )
 
 _CLOSE = (
-    _CLOCK
+    LUA_CLOCK
     + """
 redis.call('DEL', KEYS[2])
 if redis.call('HGET', KEYS[1], 'circuit') ~= 'open' then return '-1' end

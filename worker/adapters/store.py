@@ -71,13 +71,17 @@ SOCKET_TIMEOUT_S = 30.0
 """No Redis command may wait longer than this (blocking reads use at most a few seconds)."""
 RETRY_BACKOFF_CAP_S = 2.0
 RETRIES = 20
-"""A command that loses its connection is retried (redis-py's Retry) for about half a minute, so a
-restart of Redis (AOF on: nothing lost) is ridden over by workers and collectors. The scripts are
-safe to run twice: each checks the state it moves from."""
+"""A command that loses its connection is retried (redis-py's Retry), so a restart or an outage of
+Redis (AOF on: nothing lost) is ridden over by workers and collectors. redis-py applies the Retry
+twice over: each of a command's 21 tries reconnects with 21 tries of its own (1-2 s apart, about
+27 s). So a command whose connection Redis dropped waits about 9 minutes (551 s measured) before it
+raises `StoreUnavailable`, and one that needs a new connection about 27 s (a store that never
+reached Redis: the commands check it first, `producer.fleet_cmds._store`). The scripts are safe to
+run twice: each checks the state it moves from."""
 SWEEP_BATCH = 200
 """Jobs one sweep moves at most, per kind (lease ran out, message lost)."""
 
-_LIB = """
+LUA_CLOCK = """
 local function now()
   local t = redis.call('TIME')
   return tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -85,10 +89,16 @@ end
 local function t(seconds)
   return string.format('%.6f', seconds)
 end
+"""
+"""The server's clock for scripts: `now()`, and `t(x)` to store a time (also `worker.adapters.circuits`)."""
+_LIB = (
+    LUA_CLOCK
+    + """
 local function active(state)
   return state == 'queued' or state == 'running' or state == 'retrying'
 end
 """
+)
 # Every deadline and dispatch time is on the Redis server's clock (TIME): workers' clocks may disagree.
 # Times go to commands as `t(x)`: Lua would print a number with 14 digits, 100 µs of a Unix time.
 
