@@ -31,12 +31,12 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from worker.adapters.circuits import Circuits, CircuitsView
+from worker.adapters.services import Probe
 from worker.errors import ModelUnavailable, RobotFleetError, StoreUnavailable, ToolServerUnavailable
 from worker.records import CircuitRecord, Dependency, span
 
 logger = logging.getLogger(__name__)
 
-Probe = Callable[[], Awaitable[None]]
 
 PROBE_INTERVALS_S = (1.0, 2.0, 3.0, 5.0)
 """Seconds before the first probe, then after each failed one (the last repeats): one request every
