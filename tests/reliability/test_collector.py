@@ -66,13 +66,15 @@ def test_collector_killed_mid_write_and_before_ack_loses_and_duplicates_nothing(
     assert not (out / crashed).exists(), "the file being written never appeared, not even in part"
     assert all((out / target).read_text(encoding="utf-8") == results[target] for target in written)
 
-    # 2. killed after renaming its second file into place, before marking the job and acknowledging
+    # 2. killed after its step's files and manifest (one save for the step's group), having marked
+    # and acknowledged the first job only: the second is neither marked collected nor acknowledged
     time.sleep(0.4)  # the dead collector's entries must be idle past --reclaim-idle
     assert collect_until_crash(fleet, batch_id, "collector.after_write:2") == -9
     before = {path: path.stat().st_mtime_ns for path in out.rglob("*.robot")}
-    assert len(before) == 4 and not list(out.rglob(".*.tmp")), "the partial temp file was swept"
+    assert len(before) == len(SPECS) and not list(out.rglob(".*.tmp")), "the partial temp file was swept"
+    assert set(load_entries(out)) == set(results), "the manifest was saved before any job was marked"
     unacked = fleet.redis.xpending(keys.batch_results(batch_id), keys.COLLECTOR_GROUP)["pending"]
-    assert unacked == len(SPECS) - 3
+    assert unacked == len(SPECS) - 1
 
     # 3. a collector that lives: everything lands once, nothing written again
     time.sleep(0.4)
@@ -87,6 +89,6 @@ def test_collector_killed_mid_write_and_before_ack_loses_and_duplicates_nothing(
     assert not list(out.rglob(".*.tmp")) and not list(out.rglob("*.new"))
     assert set(load_entries(out)) == set(results)
     assert fleet.redis.xpending(keys.batch_results(batch_id), keys.COLLECTOR_GROUP)["pending"] == 0
-    report(5, "collector SIGKILLed mid-write (3rd file), then after a rename before its ack (2nd file)",
+    report(5, "collector SIGKILLed mid-write (3rd file), then after its files and manifest before its 2nd ack",
            files=len(results), complete=len(results), partial=0, temp_files_left=0,
            rewritten_after_restart=len(rewritten), differing_content=0)  # fmt: skip
