@@ -15,7 +15,9 @@ from producer.local_redis import LocalRedis, free_port
 from producer.procs import Child, port_open, robot_fleet_command, start_child
 from tests.conftest import EXAMPLES, StandIn, writer_env
 from tests.fleet_harness import Fleet, wait_until
-from tests.reliability.lengths import REDIS_OUTAGE_S
+from tests.reliability.lengths import LONG, REDIS_OUTAGE_S
+from worker.adapters.celery_config import RECONNECT_LOG_EVERY_S, RECONNECT_MAX_S, create_app
+from worker.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
@@ -159,6 +161,13 @@ def test_redis_down_for_a_long_outage_under_run(
         assert spanned, "some job ran across the outage"
         log = worker.log_text()
         assert "Traceback" not in log and "raised unexpected" not in log, log[-4000:]
+        assert "CPendingDeprecationWarning" not in log, (
+            "no six-line warning of Celery's at the connection loss"
+        )
+        away_lines = log.count("consumer: Cannot connect") + log.count("the broker is still away")
+        assert away_lines <= 2 + REDIS_OUTAGE_S / RECONNECT_LOG_EVERY_S, (
+            f"{away_lines} lines: once, then every 30 s"
+        )
         run_log = run.log_text()
         assert "Traceback" not in run_log and "error (" not in run_log, run_log[-3000:]
         report(16, f"Redis (AOF) down {REDIS_OUTAGE_S:.0f} s under `run` ({len(SPECS)} specs, {running} running, "
@@ -169,8 +178,62 @@ def test_redis_down_for_a_long_outage_under_run(
                attempts_retried=sum(int(job["attempt"]) - 1 for job in jobs),
                resent_by_lease=sum(int(job.get("requeued", 0)) for job in jobs),
                retries_counted=sum(int(job.get("retries", 0)) for job in jobs),
-               batch_done_after_back_s=round(done_after_s, 1), worker_tracebacks=0)  # fmt: skip
+               batch_done_after_back_s=round(done_after_s, 1), worker_tracebacks=0,
+               worker_lines_broker_away=away_lines)  # fmt: skip
     finally:
         fleet.stop_all()
         server.stop()
         shutil.rmtree(tmp_path / "redis-long", ignore_errors=True)
+
+
+CELERY_RECONNECT_TRIES = 100
+"""Celery's default broker_connection_max_retries: at a try every RECONNECT_MAX_S, a worker gave up on
+its broker (and exited) 200 s into a Redis outage."""
+WORKER_OUTAGE_S = CELERY_RECONNECT_TRIES * RECONNECT_MAX_S + 40.0
+
+
+def test_the_worker_never_stops_trying_to_reconnect_to_its_broker() -> None:
+    """The quick pin of what the long test below shows for real (it runs with RELIABILITY_LONG=1)."""
+    assert create_app(Settings()).conf.broker_connection_max_retries is None
+
+
+@pytest.mark.skipif(
+    not LONG, reason=f"Redis down {WORKER_OUTAGE_S:.0f} s: RELIABILITY_LONG=1 (make reliability)"
+)
+@pytest.mark.timeout(WORKER_OUTAGE_S + 180)
+def test_a_worker_outlives_a_redis_outage_longer_than_celerys_reconnection_budget(
+    tmp_path: Path, mcp_server: StandIn, fake_llm: StandIn, report: Callable[..., None]
+) -> None:
+    server = LocalRedis(directory=tmp_path / "redis-worker", appendonly=True).start()
+    env = writer_env(mcp_server, fake_llm, REDIS_URL=server.url, OPENAI_MAX_RETRIES="0")
+    fleet = Fleet(env, server.url, tmp_path / "logs")
+    try:
+        worker = fleet.start_worker("worker", "--pool", "threads", "--concurrency", "4")
+        server.stop()
+        down_at = time.monotonic()
+        while time.monotonic() - down_at < WORKER_OUTAGE_S:
+            assert worker.alive(), f"the worker exited {time.monotonic() - down_at:.0f} s into the outage"
+            time.sleep(1.0)
+        server.start()
+        up_at = time.monotonic()
+        out = tmp_path / "out"
+        specs = sorted((EXAMPLES / "specs").glob("*.json"))[:2]
+        spec_dir = tmp_path / "specs"
+        spec_dir.mkdir()
+        for spec in specs:
+            shutil.copy(spec, spec_dir / spec.name)
+        ran = fleet.cli(
+            "run", str(spec_dir), "--batch", "t-after-outage", "--output-dir", str(out), timeout=120
+        )
+        assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+        done_after_s = time.monotonic() - up_at
+        jobs = fleet.assert_written_once(fleet.batch_of(ran.stdout), out, len(specs))
+        log = worker.log_text()
+        assert worker.alive() and "Unrecoverable error" not in log and "Traceback" not in log, log[-3000:]
+        report(16, f"Redis down {WORKER_OUTAGE_S:.0f} s under an idle worker (Celery's default gave up at "
+               f"{CELERY_RECONNECT_TRIES * RECONNECT_MAX_S:.0f} s)", worker_alive=1, jobs_after=len(jobs),
+               batch_done_after_back_s=round(done_after_s, 1))  # fmt: skip
+    finally:
+        fleet.stop_all()
+        server.stop()
+        shutil.rmtree(tmp_path / "redis-worker", ignore_errors=True)

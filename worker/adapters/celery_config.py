@@ -8,7 +8,9 @@ the broker coming back.
 
 from __future__ import annotations
 
-import functools
+import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery, Task
@@ -20,6 +22,8 @@ from redis.exceptions import RedisError
 from worker.errors import StoreUnavailable
 from worker.failpoints import injected
 from worker.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 TASK_NAME = "robot_fleet.generate"
 QUEUE = "robot-fleet"
@@ -33,16 +37,50 @@ RECONNECT_STEP_S = 1
 RECONNECT_MAX_S = 2
 """The worker's consumer tries to reconnect to a lost broker after 1 s, then every 2 s: kombu's
 default (2 s more a try, up to 30 s) left workers idle ~15 s after a minute-long Redis outage."""
+BROKER_RECONNECT_TRIES: int | None = None
+"""How often the consumer tries to reconnect before the worker gives up and exits: never (Celery's
+default, 100 tries, is 200 s at a try every 2 s: a Redis outage of 3 min 20 s killed every worker
+with `Unrecoverable error: OperationalError`). A worker waits for its broker as the fleet waits."""
+
+
+RECONNECT_LOG_EVERY_S = 30.0
+"""While the broker stays away, one log line this often (Celery's: an ERROR at every try, 2 s apart)."""
 
 
 class PromptReconnectConsumer(Consumer):
-    """Celery's consumer with a short reconnection backoff (Celery passes none of its own)."""
+    """Celery's consumer with a short reconnection backoff (Celery passes none of its own), and a log
+    that says the broker is away once, then every RECONNECT_LOG_EVERY_S, instead of at every try."""
 
     def ensure_connected(self, conn: Connection) -> Connection:
-        prompt = functools.partial(conn.ensure_connection, interval_start=RECONNECT_START_S,
-                                   interval_step=RECONNECT_STEP_S, interval_max=RECONNECT_MAX_S)  # fmt: skip
+        ensure = conn.ensure_connection
+
+        def prompt(errback: Callable[..., Any] | None = None, max_retries: int | None = None,
+                   **options: Any) -> Connection:  # fmt: skip
+            options["max_retries"] = max_retries  # None: for ever (kombu's stubs allow an int only)
+            return ensure(_now_and_then(errback), interval_start=RECONNECT_START_S,
+                          interval_step=RECONNECT_STEP_S, interval_max=RECONNECT_MAX_S, **options)  # fmt: skip
+
         setattr(conn, "ensure_connection", prompt)  # noqa: B010  # an instance's own, for Celery to call
         return super().ensure_connected(conn)
+
+
+def _now_and_then(errback: Callable[..., Any] | None) -> Callable[..., Any] | None:
+    """Celery's line for the first failed try; then a warning every RECONNECT_LOG_EVERY_S."""
+    if errback is None:
+        return None
+    started, tries, logged = time.monotonic(), 0, time.monotonic()
+
+    def report(exc: Exception, interval: float) -> None:
+        nonlocal tries, logged
+        tries += 1
+        if tries == 1:
+            errback(exc, interval)
+        elif time.monotonic() - logged >= RECONNECT_LOG_EVERY_S:
+            logged = time.monotonic()
+            logger.warning("consumer: the broker is still away after %.0f s (%d tries; %s); trying again "
+                           "every %d s", logged - started, tries, exc, RECONNECT_MAX_S)  # fmt: skip
+
+    return report
 
 
 def visibility_timeout(settings: Settings) -> int:
@@ -77,6 +115,7 @@ def create_app(settings: Settings, task_cls: type[Task[Any, Any]] | None = None)
         result_backend_transport_options=transport,
         result_expires=RESULT_EXPIRES_S,
         broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=BROKER_RECONNECT_TRIES,
         worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_consumer=f"{__name__}:PromptReconnectConsumer",
     )

@@ -43,6 +43,19 @@ app = create_app(settings, task_cls=redacting_task_class(Task, settings))
 
 
 QUIET_LOGGERS = ("httpx", "httpx2", "mcp.client.streamable_http")
+CANCEL_WARNING = "In Celery 5.1 we introduced an optional breaking change"
+"""Celery warns at every lost broker connection that it may cancel running tasks by default one day;
+the fleet sets worker_cancel_long_running_tasks_on_connection_loss itself (False: leases and the
+claim handle a job whose ack was lost), so its six lines say nothing to an operator. Celery's log
+setup turns every such warning on again ('always'), so it is dropped as a log record instead."""
+
+
+class _NoCancelWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return CANCEL_WARNING not in record.getMessage()
+
+
+logging.getLogger("py.warnings").addFilter(_NoCancelWarning())
 
 
 @after_setup_logger.connect
