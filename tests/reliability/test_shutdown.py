@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 SHUTDOWN_S = 10.0
 """WORKER_SHUTDOWN_S of the stopped worker: low, so the test is short; the default is 30 s."""
-EXIT_MARGIN_S = 3.0
+EXIT_MARGIN_S = 2.0
 """What the process may take past the bound to exit (the interpreter's own teardown)."""
 TOOL_LATENCY_S = 60.0
 """Every tool call of the slow server: far longer than the bound, so no job can finish in it."""

@@ -80,6 +80,9 @@ def _close_runtime(**_: object) -> None:
 HAND_BACK_SHARE = 0.6
 """Of WORKER_SHUTDOWN_S, the share running jobs get to finish before they are handed back; the rest
 is for handing them back and closing the process's connections."""
+HAND_BACK_SHARE_PREFORK = 0.5
+"""The same share in a prefork worker, whose children must then exit and close their own connections
+before the main process closes its: 1.5-4 s after the hand-back measured (threads: 1-2 s)."""
 HAND_BACK_SIGNAL = signal.SIGUSR2
 """What a prefork worker's main process sends its children to have their attempts handed back
 (Celery and billiard use SIGUSR1 and SIGTERM in the children, not this one)."""
@@ -106,8 +109,9 @@ def _bound_the_shutdown(how: str = "Warm", **_: object) -> None:
     waiting on a pause are handed back; at HAND_BACK_SHARE of it the attempts still running are
     handed back (not failures: they resume on another worker from their last completed round).
     Threads pool: the jobs run in this process. Prefork: in the children, which Celery lets finish
-    their tasks however long they take; at the same share of the bound this (main) process asks
-    them with HAND_BACK_SIGNAL for their attempts back."""
+    their tasks however long they take; at HAND_BACK_SHARE_PREFORK of the bound this (main) process
+    asks them with HAND_BACK_SIGNAL for their attempts back (a job waiting on a pause in a child is
+    handed back then too, not at once)."""
     from worker.fleet.runtime import current_runtime
 
     runtime = current_runtime()
@@ -117,7 +121,8 @@ def _bound_the_shutdown(how: str = "Warm", **_: object) -> None:
         return
     if runtime is not None:
         runtime.drain()
-    timer = threading.Timer(settings.worker_shutdown_s * HAND_BACK_SHARE, hand_back)
+    share = HAND_BACK_SHARE if runtime is not None else HAND_BACK_SHARE_PREFORK
+    timer = threading.Timer(settings.worker_shutdown_s * share, hand_back)
     timer.daemon = True
     timer.start()
 
