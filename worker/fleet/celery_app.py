@@ -111,7 +111,10 @@ def _bound_the_shutdown(how: str = "Warm", **_: object) -> None:
     Threads pool: the jobs run in this process. Prefork: in the children, which Celery lets finish
     their tasks however long they take; at HAND_BACK_SHARE_PREFORK of the bound this (main) process
     asks them with HAND_BACK_SIGNAL for their attempts back (a job waiting on a pause in a child is
-    handed back then too, not at once)."""
+    handed back then too, not at once). SIGTERM must reach the main process only (as `docker stop`
+    and Kubernetes send it): sent to the whole process group (systemd's default KillMode, `kill --
+    -PGID`), it kills the prefork children at once (Celery resets SIGTERM in them), and their jobs
+    come back only by the lease sweep, counted as `requeued`."""
     from worker.fleet.runtime import current_runtime
 
     runtime = current_runtime()
