@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from rich import box
 from rich.console import Console
@@ -22,6 +24,7 @@ from worker.errors import retry_hint
 from worker.records import Dependency, JobRecord, JobState, span
 
 POLL_BLOCK_MS = 500
+T = TypeVar("T")
 NO_WORKER_HINT_S = 15.0
 VERDICT_STYLES = {"verified": "green", "failing": "red", "unverified": "yellow", "unreviewed": "yellow"}
 
@@ -126,13 +129,18 @@ async def follow_batch(
     )
     with Progress(*columns, console=console, transient=False) as progress:
         bar = progress.add_task(batch_id, total=len(view.jobs), detail="")
-        while True:
+
+        async def poll() -> tuple[list[Collected], BatchView, CircuitsView]:
             if collector is not None:
-                collected += await collector.step([batch_id], block_ms=POLL_BLOCK_MS)
+                got = await collector.step([batch_id], block_ms=POLL_BLOCK_MS)
             else:
+                got = []
                 await asyncio.sleep(POLL_BLOCK_MS / 1000)
-            view = await watch.refresh()
-            fleet = await circuits.read()
+            return got, await watch.refresh(), await circuits.read()
+
+        while True:
+            got, view, fleet = await _telling_when_redis_is_silent(poll(), progress.console)
+            collected += got
             for line in pauses.changes(fleet):
                 progress.console.print(line, highlight=False)
             counts = view.counts
@@ -151,6 +159,28 @@ async def follow_batch(
                 )
             if done >= len(view.jobs) or (deadline is not None and time.monotonic() > deadline):
                 return view, collected
+
+
+SILENT_STORE_S = 5.0
+"""A poll Redis has not answered for this long is said (an outage: redis-py retries each command for
+about 9 minutes before the follower gives up with a one-line error)."""
+
+
+async def _telling_when_redis_is_silent(step: Coroutine[Any, Any, T], console: Console) -> T:
+    """`step`'s result; one line when Redis leaves it unanswered for SILENT_STORE_S, one when it
+    answers again, instead of a progress line frozen without a word."""
+    task = asyncio.ensure_future(step)
+    done, _ = await asyncio.wait({task}, timeout=SILENT_STORE_S)
+    if task in done:
+        return task.result()
+    silent_since = time.monotonic() - SILENT_STORE_S
+    console.print(f"[yellow]Redis has not answered for {SILENT_STORE_S:.0f}s: waiting for it (the workers wait "
+                  "too; after about 9 minutes without it this stops with an error)[/]", highlight=False)  # fmt: skip
+    result = await task
+    console.print(
+        f"[green]Redis answers again (silent {span(time.monotonic() - silent_since)})[/]", highlight=False
+    )
+    return result
 
 
 def progress_detail(view: BatchView, fleet: CircuitsView, collector: Collector | None) -> str:

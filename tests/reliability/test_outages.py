@@ -170,6 +170,9 @@ def test_redis_down_for_a_long_outage_under_run(
         )
         run_log = run.log_text()
         assert "Traceback" not in run_log and "error (" not in run_log, run_log[-3000:]
+        said = " ".join(printed_in_outage.split())
+        assert said.count("Redis has not answered for 5s: waiting for it") == 1, said
+        assert " ".join(run_log.split()).count("Redis answers again (silent") == 1, run_log[-3000:]
         report(16, f"Redis (AOF) down {REDIS_OUTAGE_S:.0f} s under `run` ({len(SPECS)} specs, {running} running, "
                f"{waiting} waiting)", jobs=len(jobs), collected=len(jobs), lost=0, duplicated=0,
                run_exit=0, run_lines_in_outage=len(printed_in_outage.strip().splitlines()),
