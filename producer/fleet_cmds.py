@@ -18,10 +18,17 @@ from celery import Celery
 from rich.console import Console
 from rich.markup import escape
 
-from producer.collector import RECLAIM_EVERY_S, Collector, WriteProblem, host_collector_name
+from producer.collector import RECLAIM_EVERY_S, Collected, Collector, WriteProblem, host_collector_name
 from producer.console import ConsoleSink
 from producer.enqueue import Plan, new_batch_id, plan_batch, record_batch
-from producer.follow import BatchView, follow_batch, jobs_table, load_view, problem_line
+from producer.follow import (
+    BatchView,
+    follow_batch,
+    jobs_table,
+    load_view,
+    problem_line,
+    telling_when_redis_is_silent,
+)
 from producer.local_redis import redis_answers
 from worker.adapters.celery_config import create_app, send_job
 from worker.adapters.circuits import Circuits, CircuitsView
@@ -341,8 +348,12 @@ async def collect(
     told = False
     try:
         while True:
-            batch_ids = [batch_id] if batch_id else await store.batch_ids(limit=200)
-            items = await collector.step(batch_ids, block_ms=FOLLOW_BLOCK_MS)
+
+            async def poll() -> tuple[list[str], list[Collected]]:
+                ids = [batch_id] if batch_id else await store.batch_ids(limit=200)
+                return ids, await collector.step(ids, block_ms=FOLLOW_BLOCK_MS)
+
+            batch_ids, items = await telling_when_redis_is_silent(poll(), console)
             for item in items:
                 note = " [yellow](beside an edited file)[/]" if item.beside else ""
                 where = (

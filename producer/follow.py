@@ -139,7 +139,7 @@ async def follow_batch(
             return got, await watch.refresh(), await circuits.read()
 
         while True:
-            got, view, fleet = await _telling_when_redis_is_silent(poll(), progress.console)
+            got, view, fleet = await telling_when_redis_is_silent(poll(), progress.console)
             collected += got
             for line in pauses.changes(fleet):
                 progress.console.print(line, highlight=False)
@@ -166,7 +166,7 @@ SILENT_STORE_S = 5.0
 about 9 minutes before the follower gives up with a one-line error)."""
 
 
-async def _telling_when_redis_is_silent(step: Coroutine[Any, Any, T], console: Console) -> T:
+async def telling_when_redis_is_silent(step: Coroutine[Any, Any, T], console: Console) -> T:
     """`step`'s result; one line when Redis leaves it unanswered for SILENT_STORE_S, one when it
     answers again, instead of a progress line frozen without a word."""
     task = asyncio.ensure_future(step)
