@@ -247,7 +247,12 @@ def test_output_folder_read_only_mid_batch_run_writes_every_file_after(
     targets = {str(out / job["target_path"]): job for job in jobs}
     assert set(paths) <= set(targets), (paths, list(targets))
     for path in paths:
-        assert os.stat(path).st_mtime >= fault.ended - 0.05, f"{path} written after the folder came back"
+        # written after the folder came back; or, caught by the fault as it began, the file was whole
+        # but the manifest refused (its entry is settled after without rewriting the file)
+        mtime = os.stat(path).st_mtime
+        assert mtime >= fault.ended - 0.05 or mtime <= fault.started, (
+            f"{path} written after the folder came back"
+        )
     in_window = [path for path in targets if fault.started < os.stat(path).st_mtime < fault.ended]
     assert in_window == [], "no file written while the folder was read-only"
     assert "Traceback" not in text and "PermissionError" not in text

@@ -63,6 +63,20 @@ class PromptReconnectConsumer(Consumer):
         setattr(conn, "ensure_connection", prompt)  # noqa: B010  # an instance's own, for Celery to call
         return super().ensure_connected(conn)
 
+    def on_connection_error_after_connected(self, exc: Exception) -> None:
+        """Celery 5.7 closes the lost connection after `collect()` took its transport apart; with
+        messages unacknowledged (running jobs), closing the channel restores them through a client
+        the transport no longer has, and kombu raises AttributeError: Celery takes that for an
+        unrecoverable error and the worker exits (seen once in a loaded CI run, Redis stopped under
+        4 running jobs). The messages stay in Redis's unacked set (the leases send their jobs again
+        if need be): go on reconnecting."""
+        try:
+            super().on_connection_error_after_connected(exc)
+        except AttributeError as error:
+            logger.info(
+                "consumer: the lost broker connection was already taken apart (%s); reconnecting", error
+            )
+
 
 def _now_and_then(errback: Callable[..., Any] | None) -> Callable[..., Any] | None:
     """Celery's line for the first failed try; then a warning every RECONNECT_LOG_EVERY_S."""
